@@ -1,0 +1,1 @@
+"""pgfs: keep an unmodified SQLite application's database in PostgreSQL, through FUSE."""

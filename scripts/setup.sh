@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs what pgfs needs on Debian 12: FUSE 3 (headers to build pyfuse3), the
+# PostgreSQL server binaries if absent, and a virtualenv in .venv with pgfs and
+# its test extras. Idempotent: a second run only checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v fusermount3 >/dev/null 2>&1 || need_apt+=(fuse3)
+pkg-config --exists fuse3 2>/dev/null || need_apt+=(libfuse3-dev pkg-config)
+command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
+    || need_apt+=(postgresql)
+command -v sqlite3 >/dev/null 2>&1 || need_apt+=(sqlite3)
+if [ ${#need_apt[@]} -gt 0 ]; then
+    echo "setup: installing ${need_apt[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+python=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    "$python" -m venv .venv
+fi
+if ! .venv/bin/python -c 'import pgfs, pyfuse3, psycopg, pytest, apsw' >/dev/null 2>&1 \
+    || [ pyproject.toml -nt .venv/.pgfs-installed ]; then
+    echo "setup: installing Python packages into .venv" >&2
+    .venv/bin/pip install -q --disable-pip-version-check --upgrade pip >/dev/null
+    .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+    touch .venv/.pgfs-installed
+fi

@@ -1,0 +1,62 @@
+"""Fixtures shared by every layer's tests: a real PostgreSQL server and ../shared.
+
+One throwaway cluster serves the whole session (started from the installed
+server binaries on a unix socket); each test that asks for `pg_dsn` gets a
+database of its own, so tests never see each other's tables.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from pgfs.store.cluster import EmbeddedCluster
+
+SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
+_database_numbers = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[EmbeddedCluster]:
+    with EmbeddedCluster.temporary() as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def pg_dsn(pg_cluster: EmbeddedCluster) -> Iterator[str]:
+    """The DSN of a fresh, empty database on the session's PostgreSQL server."""
+    name = f"test_{os.getpid()}_{next(_database_numbers)}"
+    with psycopg.connect(pg_cluster.admin_dsn(), autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    yield f"host={pg_cluster.socket_dir} dbname={name} user={pg_cluster.user}"
+    with psycopg.connect(pg_cluster.admin_dsn(), autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """`../shared` beside the repository (Jellyfin schemas, sample databases)."""
+    if not SHARED.is_dir():
+        pytest.skip(f"{SHARED} is absent: the shared Jellyfin schemas and samples are not here")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def jellyfin_schema(shared_dir: Path):
+    """Path of a Jellyfin schema file by version, e.g. jellyfin_schema('10.11')."""
+
+    def path(version: str) -> Path:
+        found = shared_dir / "jellyfin" / f"schema-{version}.sql"
+        if not found.exists():
+            pytest.skip(f"{found} is absent")
+        return found
+
+    return path
