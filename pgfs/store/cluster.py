@@ -30,7 +30,9 @@ def _binary(name: str) -> str:
         return found
     for candidate in sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), reverse=True):
         return str(candidate)
-    raise ClusterError(f"{name} not found: install the PostgreSQL server (apt-get install postgresql)")
+    raise ClusterError(
+        f"{name} not found: install the PostgreSQL server (apt-get install postgresql)"
+    )
 
 
 @dataclass
@@ -89,7 +91,9 @@ class EmbeddedCluster:
                 **kwargs,
             )
         except subprocess.CalledProcessError as exc:
-            raise ClusterError(f"{Path(argv[0]).name} failed: {exc.stderr.strip()[-2000:]}") from exc
+            raise ClusterError(
+                f"{Path(argv[0]).name} failed: {exc.stderr.strip()[-2000:]}"
+            ) from exc
 
     def _prepare_dirs(self) -> None:
         owner = self._server_user()

@@ -1,0 +1,116 @@
+"""Where the PostgreSQL DSN comes from, and how it may be shown.
+
+A DSN is a libpq connection string: `key=value` pairs or a
+`postgresql://` URI. pgfs never prints one as given: `redact_dsn` replaces
+the password, and connection errors name only the target (host, port,
+database, user).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from pgfs.store.errors import StoreError
+
+ENV_DSN = "PGFS_DSN"
+ENV_DSN_FILE = "PGFS_DSN_FILE"
+MASK = "***"
+
+_KV_PASSWORD = re.compile(r"(password\s*=\s*)('(?:\\.|[^'\\])*'?|\S*)", re.IGNORECASE)
+_URI_USERINFO = re.compile(r"(^[a-z]+://[^:/@?#]*:)[^@/?#]*@", re.IGNORECASE)
+_URI_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
+_TARGET_KEYS = ("host", "hostaddr", "port", "dbname", "user")
+_ENV_FALLBACK = {"host": "PGHOST", "port": "PGPORT", "dbname": "PGDATABASE", "user": "PGUSER"}
+
+
+def resolve_dsn(explicit: str | None) -> str:
+    """The DSN to use: `explicit` > $PGFS_DSN > contents of $PGFS_DSN_FILE > "".
+
+    "" means "libpq environment variables" (PGHOST, PGUSER, PGPASSWORD, ...).
+    An empty value counts as unset at every level.
+    """
+    if explicit:
+        return explicit.strip()
+    from_env = os.environ.get(ENV_DSN, "").strip()
+    if from_env:
+        return from_env
+    file_name = os.environ.get(ENV_DSN_FILE, "").strip()
+    if file_name:
+        try:
+            return Path(file_name).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise StoreError(
+                f"cannot read the DSN file {file_name} (${ENV_DSN_FILE}): {exc.strerror}"
+            ) from None
+    return ""
+
+
+def _parse(dsn: str) -> dict[str, str] | None:
+    try:
+        return {k: str(v) for k, v in conninfo_to_dict(dsn).items()}
+    except psycopg.Error:
+        return None
+
+
+def redact_dsn(dsn: str) -> str:
+    """`dsn` with its password replaced by `***` (for logs and error messages)."""
+    if not dsn:
+        return dsn
+    parsed = _parse(dsn)
+    if parsed is not None:
+        if "password" not in parsed:
+            return _regex_redact(dsn)
+        parsed["password"] = MASK
+        return make_conninfo("", **parsed)
+    return _regex_redact(dsn)
+
+
+def _regex_redact(dsn: str) -> str:
+    """Redaction that works on strings libpq cannot parse, too."""
+    out = _URI_USERINFO.sub(lambda m: m.group(1) + MASK + "@", dsn)
+    out = _URI_QUERY_PASSWORD.sub(lambda m: m.group(1) + MASK, out)
+    if "://" not in out:
+        out = _KV_PASSWORD.sub(lambda m: m.group(1) + MASK, out)
+    return out
+
+
+def _password(dsn: str) -> str | None:
+    parsed = _parse(dsn) or {}
+    return parsed.get("password") or None
+
+
+def describe_target(dsn: str) -> str:
+    """`host=... port=... dbname=... user=...` of `dsn` (libpq env as fallback), no password."""
+    parsed = _parse(dsn) or {}
+    parts = []
+    for key in _TARGET_KEYS:
+        value = parsed.get(key) or (
+            os.environ.get(_ENV_FALLBACK[key]) if key in _ENV_FALLBACK else None
+        )
+        if value:
+            parts.append(f"{key}={value}")
+    return " ".join(parts) if parts else "libpq defaults"
+
+
+def scrub(text: str, dsn: str) -> str:
+    """`text` with any occurrence of the DSN's (or $PGPASSWORD's) password masked."""
+    for secret in (_password(dsn), os.environ.get("PGPASSWORD")):
+        if secret:
+            text = text.replace(secret, MASK)
+    return text
+
+
+def one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def describe_connect_error(exc: BaseException, dsn: str) -> str:
+    """One line: which server pgfs could not reach, and libpq's reason; never the password."""
+    reason = one_line(str(exc)) or type(exc).__name__
+    reason = reason.removeprefix("connection failed: ")
+    return scrub(f"cannot connect to PostgreSQL ({describe_target(dsn)}): {reason}", dsn)

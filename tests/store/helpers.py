@@ -1,0 +1,128 @@
+"""Test helpers: read real SQLite files, and build Changesets from them.
+
+`changeset_from_file` is a deliberately simple importer (every table walked
+whole, every page recorded); the emulator owns the real one. It lets the
+store be tested against what real SQLite writes.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pgfs.sqlite.btree import parse_btree_page
+from pgfs.sqlite.header import DatabaseHeader, TextEncoding
+from pgfs.sqlite.overflow import assemble_payload
+from pgfs.sqlite.record import encode_record
+from pgfs.sqlite.schema import SchemaEntry, TableDefinition, parse_create_table
+from pgfs.store.changeset import Changeset, PageRecord, SchemaChange, TableRows
+from pgfs.store.ddl import has_data_table
+
+
+@dataclass
+class SqliteFile:
+    """The bytes of a SQLite database file and what its b-trees hold."""
+
+    path: Path
+    data: bytes = field(init=False)
+    header: DatabaseHeader = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.data = self.path.read_bytes()
+        self.header = DatabaseHeader.parse(self.data[:100])
+
+    @property
+    def page_count(self) -> int:
+        return len(self.data) // self.header.page_size
+
+    def page(self, pgno: int) -> bytes:
+        size = self.header.page_size
+        return self.data[(pgno - 1) * size : pgno * size]
+
+    def entries(self) -> list[SchemaEntry]:
+        with sqlite3.connect(self.path) as conn:
+            rows = conn.execute(
+                "SELECT type, name, tbl_name, rootpage, sql FROM sqlite_schema ORDER BY rowid"
+            ).fetchall()
+        conn.close()
+        return [SchemaEntry(*row) for row in rows]
+
+    def rows(self, root: int) -> Iterator[tuple[int, bytes, list[int]]]:
+        """(rowid, payload, overflow chain) of every row of the tree at `root`, in key
+        order. For an index tree (a WITHOUT ROWID table) the rowid is the position."""
+        usable = self.header.usable_size
+        position = 0
+
+        def walk(pgno: int) -> Iterator[tuple[int, bytes, list[int]]]:
+            nonlocal position
+            page = parse_btree_page(self.page(pgno), pgno, usable)
+            for cell in page.cells:
+                if not page.is_leaf:
+                    yield from walk(cell.left_child)
+                if page.is_table and not page.is_leaf:
+                    continue
+                payload, chain = assemble_payload(cell, self.page, usable, page.page_type, pgno)
+                if page.is_table:
+                    yield cell.rowid, payload, chain
+                else:
+                    yield position, payload, chain
+                    position += 1
+            if page.right_child is not None:
+                yield from walk(page.right_child)
+
+        yield from walk(root)
+
+    def records(self, table: str) -> dict[int, bytes]:
+        root = next(e.rootpage for e in self.entries() if e.name == table)
+        return {rowid: payload for rowid, payload, _ in self.rows(root)}
+
+
+def tables_of(entries: list[SchemaEntry]) -> list[TableDefinition]:
+    out = []
+    for entry in entries:
+        if has_data_table(entry):
+            definition = parse_create_table(entry.sql or "")
+            if definition.name != entry.name:
+                import dataclasses
+
+                definition = dataclasses.replace(definition, name=entry.name)
+            out.append(definition)
+    return out
+
+
+def changeset_from_file(path: Path, parts: int = 1, source: str = "import") -> list[Changeset]:
+    """An import of `path` as `parts` changesets (the first creates the tables)."""
+    db = SqliteFile(path)
+    entries = db.entries()
+    tables = tables_of(entries)
+    rowid_tables = [t for t in tables if not t.without_rowid]
+    roots = {e.name: e.rootpage for e in entries}
+    header = db.data[:100]
+    changesets = [Changeset(source, header, db.page_count) for _ in range(parts)]
+    first = changesets[0]
+    first.schema_entries = entries
+    first.schema = SchemaChange(created=tables)
+    index = 0
+    for table in tables:
+        for rowid, payload, chain in db.rows(roots[table.name]):
+            part = changesets[index % parts]
+            index += 1
+            rows = part.rows.setdefault(table.name, TableRows(table.name))
+            rows.upserts[rowid] = payload
+            if chain and table in rowid_tables:
+                part.chains[(table.name, rowid)] = chain
+    for pgno in range(1, db.page_count + 1):
+        changesets[pgno % parts].pages.append(
+            PageRecord(pgno, "table_leaf", "sqlite_schema", data=db.page(pgno))
+        )
+    return changesets
+
+
+def header(encoding: TextEncoding = TextEncoding.UTF8, schema_format: int = 4) -> bytes:
+    return DatabaseHeader(text_encoding=encoding, schema_format=schema_format).to_bytes()
+
+
+def record(*values, encoding: TextEncoding = TextEncoding.UTF8) -> bytes:
+    return encode_record(list(values), encoding)
