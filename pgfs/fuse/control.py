@@ -1,0 +1,394 @@
+"""What `pgfs mount`, `pgfs unmount` and `pgfs status` do.
+
+- `serve(options)`: the foreground mount. Connects one store per database
+  name (starting an `EmbeddedCluster` in `data_dir` first when no DSN is
+  configured at all), mounts, serves until unmounted or SIGTERM/SIGINT, then
+  closes the stores and stops the cluster it started.
+- `start_daemon(argv, ...)`: `--daemon` runs the same command with
+  `--foreground` as a detached child (its log in a file) and returns once the
+  mount is ready, or fails with the child's last log lines.
+- `unmount(mountpoint)`: `fusermount3 -u` (refused by the kernel while files
+  are open in the mount); with `lazy=True` the daemon is asked to stop with
+  SIGTERM (it finishes commits in flight and detaches the mount) and, if it
+  is gone, `fusermount3 -uz`. Waits until the daemon has exited.
+- `read_status(mountpoint)`: the JSON the mount serves as `.pgfs-status`
+  (pid, databases, their mode, commits applied, last commit, last error).
+
+Database names and schemas: the first name uses `meta_schema` /
+`data_schema`; each further name `N` (e.g. `library.db`) gets the data schema
+`library` and the meta schema `<meta_schema>_library`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pgfs.fuse.mount import MountConfig, is_mounted, run_mount
+from pgfs.fuse.operations import STATUS_NAME
+
+log = logging.getLogger("pgfs.fuse")
+
+DEFAULT_NAME = "jellyfin.db"
+DEFAULT_DATA_DIR = Path(".pgfs/postgres")
+_LIBPQ_TARGET_ENV = ("PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGSERVICE", "PGUSER")
+
+
+class ControlError(Exception):
+    """A mount, unmount or status request that cannot be carried out (message is for users)."""
+
+
+@dataclass
+class ServeOptions:
+    mountpoint: Path
+    names: list[str] = field(default_factory=lambda: [DEFAULT_NAME])
+    dsn: str | None = None
+    meta_schema: str = "pgfs"
+    data_schema: str = "jellyfin"
+    data_dir: Path = DEFAULT_DATA_DIR
+    read_only: bool = False
+    allow_other: bool = False
+    uid: int | None = None
+    gid: int | None = None
+    mode: int = 0o644
+    attr_timeout: float = 30.0
+    backing_dir: Path | None = None
+    metrics_addr: str | None = None
+
+
+def schemas_for(names: Sequence[str], meta_schema: str, data_schema: str) -> list[tuple[str, str]]:
+    """(meta, data) schema per database name (module docstring)."""
+    result = []
+    for number, name in enumerate(names):
+        if number == 0:
+            result.append((meta_schema, data_schema))
+            continue
+        stem = re.sub(r"[^a-z0-9_]", "_", name.rsplit(".", 1)[0].lower()) or f"db{number}"
+        if stem[0].isdigit():
+            stem = f"db_{stem}"
+        result.append((f"{meta_schema}_{stem}", stem))
+    return result
+
+
+def check_names(names: Sequence[str]) -> list[str]:
+    if not names:
+        return [DEFAULT_NAME]
+    seen: set[str] = set()
+    for name in names:
+        if not name or "/" in name or name in (".", "..") or name.startswith(".pgfs"):
+            raise ControlError(f"invalid database file name {name!r}")
+        for other in seen:
+            if name.startswith(other + "-") or other.startswith(name + "-"):
+                raise ControlError(f"database names {other!r} and {name!r} collide")
+        if name in seen:
+            raise ControlError(f"database name {name!r} given twice")
+        seen.add(name)
+    return list(names)
+
+
+def wants_embedded_cluster(dsn: str | None) -> bool:
+    """No DSN anywhere (option, $PGFS_DSN, $PGFS_DSN_FILE, libpq target variables)."""
+    from pgfs.store.dsn import resolve_dsn
+
+    return not resolve_dsn(dsn) and not any(os.environ.get(v) for v in _LIBPQ_TARGET_ENV)
+
+
+@contextlib.contextmanager
+def _databases(options: ServeOptions) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+    """Open a store and Database per name; yields (databases, status extras)."""
+    from pgfs.emulator.database import Database
+    from pgfs.store.cluster import ClusterError, EmbeddedCluster
+    from pgfs.store.dsn import redact_dsn, resolve_dsn
+    from pgfs.store.store import Store
+
+    cluster = None
+    stores: list[Any] = []
+    extras: dict[str, Any] = {}
+    try:
+        if wants_embedded_cluster(options.dsn):
+            cluster = EmbeddedCluster(data_dir=Path(options.data_dir).absolute())
+            log.info("no DSN configured: starting PostgreSQL in %s", cluster.data_dir)
+            try:
+                cluster.start()
+            except ClusterError as exc:
+                raise ControlError(f"the embedded PostgreSQL did not start: {exc}") from None
+            dsn = cluster.dsn
+            extras["embedded_cluster"] = str(cluster.data_dir)
+        else:
+            dsn = resolve_dsn(options.dsn)
+        extras["store"] = redact_dsn(dsn) if dsn else "(libpq environment)"
+        databases: dict[str, Any] = {}
+        schemas = schemas_for(options.names, options.meta_schema, options.data_schema)
+        for name, (meta, data) in zip(options.names, schemas, strict=True):
+            store = Store.connect(dsn, meta_schema=meta, data_schema=data)
+            stores.append(store)
+            store.initialise()
+            databases[name] = Database.open(store)
+            log.info(
+                "%s: schemas %s/%s, %d pages of %d bytes",
+                name,
+                meta,
+                data,
+                databases[name].page_count,
+                databases[name].page_size,
+            )
+        extras["schemas"] = {
+            n: {"meta": m, "data": d} for n, (m, d) in zip(options.names, schemas, strict=True)
+        }
+        yield databases, extras
+    finally:
+        for store in stores:
+            with contextlib.suppress(Exception):
+                store.close()
+        if cluster is not None:
+            log.info("stopping the embedded PostgreSQL")
+            with contextlib.suppress(Exception):
+                cluster.stop()
+
+
+def serve(options: ServeOptions) -> None:
+    """Mount in the foreground until unmounted or signalled (module docstring)."""
+    mountpoint = Path(options.mountpoint).absolute()
+    if is_mounted(mountpoint):
+        raise ControlError(f"{mountpoint} is already mounted")
+    if not mountpoint.is_dir():
+        raise ControlError(f"mount point {mountpoint} is not a directory")
+    names = check_names(options.names)
+    options.names = names
+    if options.backing_dir is not None and not Path(options.backing_dir).is_dir():
+        raise ControlError(f"backing directory {options.backing_dir} is not a directory")
+    if options.metrics_addr:
+        from pgfs.fuse.metrics import parse_address
+
+        try:
+            parse_address(options.metrics_addr)
+        except ValueError as exc:
+            raise ControlError(str(exc)) from None
+    with _databases(options) as (databases, extras):
+        config = MountConfig(
+            mountpoint=mountpoint,
+            allow_other=options.allow_other,
+            read_only=options.read_only,
+            uid=options.uid,
+            gid=options.gid,
+            mode=options.mode,
+            attr_timeout=options.attr_timeout,
+            backing_dir=Path(options.backing_dir).absolute() if options.backing_dir else None,
+            metrics_addr=options.metrics_addr,
+            extra_status=extras,
+        )
+        run_mount(config, databases, handle_signals=True)
+
+
+def start_daemon(
+    argv: Sequence[str],
+    mountpoint: Path,
+    log_file: Path,
+    *,
+    env: dict[str, str] | None = None,
+    timeout: float = 120.0,
+) -> int:
+    """Run `argv` (a foreground mount command) detached; return its pid once mounted."""
+    log_file = Path(log_file).absolute()
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_file, "ab") as out:
+        child = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
+            start_new_session=True,
+            close_fds=True,
+            env=env,
+        )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        code = child.poll()
+        if code is not None:
+            raise ControlError(
+                f"the mount process exited with status {code}:\n{_tail(log_file)}".rstrip()
+            )
+        if is_mounted(mountpoint):
+            try:
+                read_status(mountpoint)
+                return child.pid
+            except ControlError:
+                pass
+        time.sleep(0.1)
+    child.terminate()
+    raise ControlError(f"{mountpoint} was not mounted after {timeout:.0f} s; log: {log_file}")
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def read_status(mountpoint: Path | str, *, timeout: float = 10.0) -> dict[str, Any]:
+    """The mount's `.pgfs-status`; ControlError when not a pgfs mount or not answering.
+
+    Read in a daemon thread: a mount whose process hangs must not hang the caller.
+    """
+    if not is_mounted(mountpoint):
+        raise ControlError(f"{mountpoint} is not mounted")
+    path = Path(mountpoint) / STATUS_NAME
+    result: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            result["data"] = path.read_bytes()
+        except OSError as exc:
+            result["error"] = exc
+
+    reader = threading.Thread(target=work, daemon=True)
+    reader.start()
+    reader.join(timeout)
+    if reader.is_alive():
+        raise ControlError(f"{mountpoint} does not answer (reading {STATUS_NAME} timed out)")
+    if "error" in result:
+        raise ControlError(f"cannot read {path}: {result['error'].strerror}")
+    try:
+        return json.loads(result["data"])
+    except ValueError as exc:
+        raise ControlError(f"{path} is not pgfs status JSON: {exc}") from None
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether `pid` still runs (a zombie waiting for its parent's wait() does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state not in ("Z", "X")
+
+
+def _fusermount(mountpoint: Path, lazy: bool) -> None:
+    argv = ["fusermount3", "-u", *(["-z"] if lazy else []), str(mountpoint)]
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    except FileNotFoundError:
+        argv[0] = "umount"
+        argv = [a for a in argv if a != "-u"]
+        done = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    if done.returncode != 0:
+        message = (done.stderr or done.stdout).strip()
+        if "busy" in message.lower():
+            raise ControlError(
+                f"{mountpoint} is busy (files are open in it): stop the application first, "
+                "or use --lazy"
+            )
+        raise ControlError(f"unmounting {mountpoint} failed: {message}")
+
+
+def unmount(mountpoint: Path | str, *, lazy: bool = False, timeout: float = 60.0) -> None:
+    """Unmount a pgfs mount and wait for its process to finish (module docstring)."""
+    mountpoint = Path(os.path.abspath(mountpoint))
+    if not is_mounted(mountpoint):
+        raise ControlError(f"{mountpoint} is not mounted")
+    pid: int | None = None
+    with contextlib.suppress(ControlError):
+        pid = int(read_status(mountpoint).get("pid") or 0) or None
+    if lazy and pid is not None and pid_alive(pid):
+        os.kill(pid, signal.SIGTERM)
+    else:
+        _fusermount(mountpoint, lazy)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not is_mounted(mountpoint) and (pid is None or not pid_alive(pid)):
+            return
+        time.sleep(0.05)
+    raise ControlError(f"{mountpoint}: the pgfs process did not finish within {timeout:.0f} s")
+
+
+def format_status(status: dict[str, Any]) -> str:
+    """Human-readable `pgfs status`."""
+    lines = [
+        f"mounted on {status.get('mountpoint')} (pid {status.get('pid')})"
+        + (" read-only" if status.get("read_only") else ""),
+    ]
+    if status.get("store"):
+        lines.append(f"store: {status['store']}")
+    for name, db in sorted((status.get("databases") or {}).items()):
+        lines.append(
+            f"{name}: {db.get('mode')}, {db.get('page_count')} pages of {db.get('page_size')} "
+            f"bytes, {db.get('commits')} commits applied"
+        )
+        last = db.get("last_commit")
+        if last:
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(last["at"]))
+            lines.append(
+                f"  last commit {when} via {last['source']}: {last['rows']}; "
+                f"{last['pages']} pages, {last['ms']} ms"
+            )
+        if db.get("last_error"):
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(db["last_error_at"]))
+            lines.append(f"  last error {when}: {db['last_error']}")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m pgfs.fuse MOUNTPOINT ...`: a foreground mount without the click CLI."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m pgfs.fuse")
+    parser.add_argument("mountpoint", type=Path)
+    parser.add_argument("--name", action="append", dest="names")
+    parser.add_argument("--dsn")
+    parser.add_argument("--meta-schema", default="pgfs")
+    parser.add_argument("--data-schema", default="jellyfin")
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    parser.add_argument("--read-only", action="store_true")
+    parser.add_argument("--allow-other", action="store_true")
+    parser.add_argument("--attr-timeout", type=float, default=30.0)
+    parser.add_argument("--backing-dir", type=Path)
+    parser.add_argument("--metrics-addr")
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        serve(
+            ServeOptions(
+                mountpoint=args.mountpoint,
+                names=args.names or [DEFAULT_NAME],
+                dsn=args.dsn,
+                meta_schema=args.meta_schema,
+                data_schema=args.data_schema,
+                data_dir=args.data_dir,
+                read_only=args.read_only,
+                allow_other=args.allow_other,
+                attr_timeout=args.attr_timeout,
+                backing_dir=args.backing_dir,
+                metrics_addr=args.metrics_addr,
+            )
+        )
+    except ControlError as exc:
+        print(f"pgfs: error: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # store errors carry user-facing messages, never passwords
+        print(f"pgfs: error: {exc}", file=sys.stderr)
+        return 1
+    return 0

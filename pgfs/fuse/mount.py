@@ -1,0 +1,199 @@
+"""Run a pgfs mount: pyfuse3 on trio until unmounted or told to stop.
+
+`run_mount` mounts, serves requests until the mount goes away (`fusermount3
+-u`, `pgfs unmount`) or SIGTERM/SIGINT arrives, then unmounts. On a signal
+it stops taking new requests, lets the requests in flight finish — a commit
+in flight completes in PostgreSQL and its system call gets its answer —
+and unmounts (lazily, so a busy mount cannot keep the process alive).
+
+pyfuse3 keeps one session per process, so one process serves one mount
+(with any number of database names in it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import signal
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyfuse3
+import trio
+
+from pgfs.fuse.operations import PgfsOperations
+from pgfs.tracker.database_file import Backend, DatabaseFile
+
+log = logging.getLogger("pgfs.fuse")
+
+
+@dataclass
+class MountConfig:
+    """How to mount. `names` are the database file names, in the order of `databases`."""
+
+    mountpoint: Path
+    allow_other: bool = False
+    read_only: bool = False
+    uid: int | None = None
+    gid: int | None = None
+    mode: int = 0o644
+    attr_timeout: float = 30.0
+    fsname: str = "pgfs"
+    backing_dir: Path | None = None
+    metrics_addr: str | None = None
+    extra_status: dict[str, Any] = field(default_factory=dict)
+
+
+def fuse_options(config: MountConfig) -> set[str]:
+    options = {f"fsname={config.fsname}", "subtype=pgfs", "default_permissions"}
+    if config.allow_other:
+        options.add("allow_other")
+    return options
+
+
+class MountSession:
+    """A mount in progress; `stop()` may be called from any thread."""
+
+    def __init__(self, config: MountConfig, databases: Mapping[str, Backend]) -> None:
+        self.config = config
+        self.files = {
+            name: DatabaseFile(name, database, read_only=config.read_only)
+            for name, database in databases.items()
+        }
+        self.started = time.time()
+        self.operations = PgfsOperations(
+            self.files,
+            uid=config.uid,
+            gid=config.gid,
+            mode=config.mode,
+            attr_timeout=config.attr_timeout,
+            status=self._status,
+            backing_dir=config.backing_dir,
+        )
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._stopping = False
+        self.ready = threading.Event()
+
+    def _status(self) -> dict[str, Any]:
+        return {
+            "pid": os.getpid(),
+            "mountpoint": str(self.config.mountpoint),
+            "started": self.started,
+            "read_only": self.config.read_only,
+            "stopping": self._stopping,
+            **self.config.extra_status,
+        }
+
+    def stop(self) -> None:
+        """Stop serving (from another thread) and unmount."""
+        token = self._token
+        if token is None:
+            return
+        with contextlib.suppress(trio.RunFinishedError):
+            trio.from_thread.run_sync(self._terminate, trio_token=token)
+
+    def _terminate(self) -> None:
+        if not self._stopping:
+            self._stopping = True
+            log.info("stopping: finishing requests in flight, then unmounting")
+            pyfuse3.terminate()
+
+    async def _watch_signals(self, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+            task_status.started()
+            # Stays open until the mount is gone: a second signal must not fall back to
+            # the default action (death, or KeyboardInterrupt) in the middle of a commit.
+            async for signum in signals:
+                log.info("%s received", signal.Signals(signum).name)
+                in_flight = sum(f.commits_in_flight for f in self.files.values())
+                if in_flight:
+                    log.info("%d commit(s) in flight will complete first", in_flight)
+                self._terminate()
+
+    async def _main(self, handle_signals: bool, on_ready: Callable[[], None] | None) -> None:
+        self._token = trio.lowlevel.current_trio_token()
+        async with trio.open_nursery() as nursery:
+            if handle_signals:
+                await nursery.start(self._watch_signals)
+            if self.config.metrics_addr:
+                from pgfs.fuse.metrics import serve_metrics
+
+                await nursery.start(serve_metrics, self, self.config.metrics_addr)
+            self.ready.set()
+            if on_ready is not None:
+                on_ready()
+            await pyfuse3.main()
+            nursery.cancel_scope.cancel()
+
+    def run(
+        self, *, handle_signals: bool = True, on_ready: Callable[[], None] | None = None
+    ) -> None:
+        mountpoint = str(self.config.mountpoint)
+        pyfuse3.init(self.operations, mountpoint, fuse_options(self.config))
+        log.info(
+            "mounted %s on %s%s",
+            ", ".join(self.files),
+            mountpoint,
+            " (read-only)" if self.config.read_only else "",
+        )
+        unmounted = False
+        try:
+            trio.run(self._main, handle_signals, on_ready)
+            unmounted = not is_mounted(mountpoint)
+        finally:
+            self._token = None
+            try:
+                pyfuse3.close(unmount=not unmounted)
+            except Exception:  # pragma: no cover - best effort at exit
+                log.exception("unmounting %s failed", mountpoint)
+            self.ready.clear()
+            log.info("unmounted %s", mountpoint)
+
+
+def mounted_filesystems() -> dict[str, str]:
+    """Mount point -> filesystem type, from /proc/self/mountinfo.
+
+    Never stats a mount point: a FUSE mount whose server stopped answering
+    would hang the caller.
+    """
+    found: dict[str, str] = {}
+    try:
+        lines = Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return found
+    for line in lines:
+        left, _, right = line.partition(" - ")
+        fields = left.split()
+        if len(fields) < 5 or not right:
+            continue
+        point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4])
+        found[point] = right.split()[0]
+    return found
+
+
+def is_mounted(mountpoint: Path | str) -> bool:
+    """Whether a FUSE filesystem is mounted exactly at `mountpoint`."""
+    absolute = os.path.abspath(mountpoint)
+    # Resolve only the parent: resolving the mount point itself would stat it.
+    path = os.path.join(os.path.realpath(os.path.dirname(absolute)), os.path.basename(absolute))
+    return mounted_filesystems().get(path, "").startswith("fuse")
+
+
+def run_mount(
+    config: MountConfig,
+    databases: Mapping[str, Backend],
+    *,
+    handle_signals: bool = True,
+    on_ready: Callable[[], None] | None = None,
+) -> None:
+    """Mount `databases` (name -> Database) on `config.mountpoint` and serve until unmounted.
+
+    `handle_signals` installs SIGTERM/SIGINT/SIGHUP handlers (main thread only).
+    """
+    MountSession(config, databases).run(handle_signals=handle_signals, on_ready=on_ready)

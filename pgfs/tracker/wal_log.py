@@ -1,0 +1,237 @@
+"""The `-wal` file of one database: a byte buffer and the transactions in it.
+
+Why bytes and offsets rather than "frames as SQLite wrote them" (DESIGN,
+"Tricky cases"): the kernel cuts writes at 4 KiB boundaries, so a frame
+(24-byte header + page, fileformat2 §4.1, walformat.html) arrives in pieces,
+and SQLite itself rewrites parts of frames:
+
+- a transaction that spilled frames and then rolled back leaves frames with
+  no commit frame; the next transaction writes over them from the same offset
+  (the frame after the last commit frame);
+- a page changed again after it was spilled in the same transaction is
+  overwritten in place; from then on SQLite writes frame headers with zero
+  salts and checksums, and after the commit frame it rewrites the headers
+  from the first overwritten frame to the commit frame (`walRewriteChecksums`
+  in wal.c) — so the commit frame becomes valid only with that last rewrite;
+- under synchronous=FULL without powersafe overwrite the commit frame is
+  repeated to pad the WAL to a sector boundary;
+- a restarted WAL gets a new header (new salts) at offset 0 and its frames
+  overwrite the old ones.
+
+The test is therefore SQLite's own (walDecodeFrame): frames are valid when
+their salts equal the header's and their checksums chain from the previous
+valid frame. A commit is the moment the frames after the last commit frame
+form a valid chain that ends in a commit frame ("database size after
+commit" not zero): whatever write completes that chain — the commit frame's
+last byte, or the checksum rewrite of its header — is the commit point, and
+it is exactly the write without which SQLite's recovery would not see the
+commit. Stale bytes from a rolled-back transaction cannot pass for new ones
+(the checksum covers every byte of the page). Frames before `committed_end`
+change nothing when rewritten; repeated commit frames are transactions that
+change nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pgfs.sqlite.errors import FormatError
+from pgfs.sqlite.wal import (
+    WAL_FRAME_HEADER_SIZE,
+    WAL_HEADER_SIZE,
+    WalFrameHeader,
+    WalHeader,
+    frame_offset,
+    wal_checksum,
+)
+
+
+@dataclass
+class WalTransaction:
+    """The frames [first, last] of one committed WAL transaction."""
+
+    first: int
+    last: int
+    pages: dict[int, bytes]
+    page_count: int
+
+
+@dataclass
+class WalUndo:
+    offset: int
+    old_bytes: bytes
+    old_length: int
+    header: WalHeader | None
+    committed_end: int
+    verified_end: int
+
+
+def parse_wal_header(data: bytes | bytearray) -> WalHeader | None:
+    """The WAL header when its 32 bytes are there and valid (magic, version, checksum)."""
+    if len(data) < WAL_HEADER_SIZE:
+        return None
+    try:
+        header = WalHeader.parse(bytes(data[:WAL_HEADER_SIZE]))
+    except FormatError:
+        return None
+    if not header.checksum_valid:
+        return None
+    return header
+
+
+class WalLog:
+    """Commit detection over the byte buffer `data` of a `-wal` file."""
+
+    def __init__(self, data: bytearray) -> None:
+        self.data = data
+        self.header: WalHeader | None = None
+        self.committed_end = 0
+        """Index (0-based) of the frame after the last commit frame of this WAL generation."""
+        self.verified_end = 0
+        """Frames [committed_end, verified_end) are valid (salts, checksum chain)."""
+        self.commits = 0
+
+    @property
+    def frame_size(self) -> int:
+        assert self.header is not None
+        return WAL_FRAME_HEADER_SIZE + self.header.page_size
+
+    def _frame_index(self, offset: int) -> int:
+        return (offset - WAL_HEADER_SIZE) // self.frame_size
+
+    # --- mutation -------------------------------------------------------------------
+
+    def apply(self, offset: int, data: bytes | memoryview) -> tuple[WalUndo, bool]:
+        """Store a write. Returns the undo record and whether a new WAL generation began."""
+        length = len(data)
+        undo = WalUndo(
+            offset=offset,
+            old_bytes=bytes(self.data[offset : offset + length]),
+            old_length=len(self.data),
+            header=self.header,
+            committed_end=self.committed_end,
+            verified_end=self.verified_end,
+        )
+        if offset > len(self.data):
+            self.data.extend(bytes(offset - len(self.data)))
+        self.data[offset : offset + length] = data
+        restarted = False
+        if offset < WAL_HEADER_SIZE:
+            restarted = self._reread_header()
+        elif self.header is not None:
+            # Frames this write touched must be verified again.
+            touched = self._frame_index(offset)
+            self.verified_end = max(self.committed_end, min(self.verified_end, touched))
+        return undo, restarted
+
+    def undo(self, undo: WalUndo) -> None:
+        """Forget a write (its commit failed): the bytes that would make it visible go."""
+        end = undo.offset + len(undo.old_bytes)
+        self.data[undo.offset : end] = undo.old_bytes
+        del self.data[undo.old_length :]
+        self.header = undo.header
+        self.committed_end = undo.committed_end
+        self.verified_end = undo.verified_end
+
+    def truncate(self, size: int) -> bool:
+        """ftruncate; returns True when the WAL was reset (cut below its header)."""
+        if size < len(self.data):
+            del self.data[size:]
+        else:
+            self.data.extend(bytes(size - len(self.data)))
+        if size < WAL_HEADER_SIZE:
+            self._reset(None)
+            return True
+        if self.header is not None:
+            whole = max(0, (size - WAL_HEADER_SIZE) // self.frame_size)
+            self.verified_end = max(self.committed_end, min(self.verified_end, whole))
+        return False
+
+    def _reset(self, header: WalHeader | None) -> None:
+        self.header = header
+        self.committed_end = 0
+        self.verified_end = 0
+
+    def _reread_header(self) -> bool:
+        header = parse_wal_header(self.data)
+        old = self.header
+        if header is None:
+            if old is not None:
+                self._reset(None)
+            return False
+        if old is None or (old.salt1, old.salt2, old.page_size) != (
+            header.salt1,
+            header.salt2,
+            header.page_size,
+        ):
+            self._reset(header)
+            return True
+        self.header = header
+        self.verified_end = self.committed_end
+        return False
+
+    # --- detection ------------------------------------------------------------------
+
+    def _frame_header(self, index: int) -> WalFrameHeader:
+        start = frame_offset(index, self.frame_size - WAL_FRAME_HEADER_SIZE)
+        return WalFrameHeader.parse(bytes(self.data[start : start + WAL_FRAME_HEADER_SIZE]))
+
+    def _chain_start(self) -> tuple[int, int]:
+        """The checksum the frame at `verified_end` continues from."""
+        assert self.header is not None
+        if self.verified_end == 0:
+            return self.header.checksum1, self.header.checksum2
+        previous = self._frame_header(self.verified_end - 1)
+        return previous.checksum1, previous.checksum2
+
+    def _verify_next(self) -> WalFrameHeader | None:
+        """Verify the frame at `verified_end`; its header if valid (then verified_end moves)."""
+        header = self.header
+        assert header is not None
+        index = self.verified_end
+        start = frame_offset(index, header.page_size)
+        if start + self.frame_size > len(self.data):
+            return None
+        frame = self._frame_header(index)
+        if frame.pgno == 0 or (frame.salt1, frame.salt2) != (header.salt1, header.salt2):
+            return None
+        s1, s2 = self._chain_start()
+        big = header.big_endian_checksums
+        s1, s2 = wal_checksum(bytes(self.data[start : start + 8]), s1, s2, big)
+        body = start + WAL_FRAME_HEADER_SIZE
+        s1, s2 = wal_checksum(bytes(self.data[body : body + header.page_size]), s1, s2, big)
+        if (s1, s2) != (frame.checksum1, frame.checksum2):
+            return None
+        self.verified_end = index + 1
+        return frame
+
+    def pending_commit(self) -> WalTransaction | None:
+        """The transaction whose frames now form a valid chain ending in a commit frame.
+
+        Called after `apply`; advances `verified_end` as far as frames are valid and
+        stops at the first commit frame (`mark_committed` moves past it).
+        """
+        if self.header is None:
+            return None
+        while True:
+            frame = self._verify_next()
+            if frame is None:
+                return None
+            if frame.is_commit:
+                return self._transaction(self.committed_end, self.verified_end - 1, frame)
+
+    def _transaction(self, first: int, last: int, commit: WalFrameHeader) -> WalTransaction:
+        assert self.header is not None
+        page_size = self.header.page_size
+        pages: dict[int, bytes] = {}
+        for index in range(first, last + 1):
+            frame = self._frame_header(index)
+            start = frame_offset(index, page_size) + WAL_FRAME_HEADER_SIZE
+            if frame.pgno <= commit.commit_size:
+                pages[frame.pgno] = bytes(self.data[start : start + page_size])
+        return WalTransaction(first, last, pages, commit.commit_size)
+
+    def mark_committed(self, transaction: WalTransaction) -> None:
+        self.committed_end = transaction.last + 1
+        self.verified_end = max(self.verified_end, self.committed_end)
+        self.commits += 1
