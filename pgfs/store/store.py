@@ -71,7 +71,10 @@ DELETE_CHUNK = 50_000
 ANALYZE_ROWS = 10_000
 FETCH_SIZE = 2_000
 CONNECT_TIMEOUT = 10
-POOL_TIMEOUT = 30.0
+# How long a request waits for a pooled connection. While PostgreSQL is down the
+# pool keeps reconnecting in the background; the SQLite call waiting on it fails
+# with EIO after this long, well inside Jellyfin's own 30 s command timeout.
+POOL_TIMEOUT = 10.0
 _RELATION_KINDS = ("r", "p", "v", "m", "f")
 T = TypeVar("T")
 
