@@ -425,6 +425,45 @@ class PgfsOperations(pyfuse3.Operations):
         data.f_namemax = 255
         return data
 
+    # --- extended attributes --------------------------------------------------------
+    # Passed through for backing names and the root (the backing directory itself).
+    # The virtual files have none and take none. Never ENOSYS: the kernel would then
+    # turn off extended attributes for the whole mount.
+
+    def _xattr_backing(self, inode: int) -> Passthrough | None:
+        if self.backing is not None and (inode == pyfuse3.ROOT_INODE or self.backing.owns(inode)):
+            return self.backing
+        self._node(inode)  # ENOENT for an unknown inode
+        return None
+
+    @_guard
+    async def getxattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:
+        backing = self._xattr_backing(inode)
+        if backing is None:
+            raise pyfuse3.FUSEError(errno.ENODATA)
+        return backing.getxattr(inode, name)
+
+    @_guard
+    async def listxattr(self, inode: int, ctx: pyfuse3.RequestContext) -> list[bytes]:
+        backing = self._xattr_backing(inode)
+        return [] if backing is None else backing.listxattr(inode)
+
+    @_guard
+    async def setxattr(
+        self, inode: int, name: bytes, value: bytes, ctx: pyfuse3.RequestContext
+    ) -> None:
+        backing = self._xattr_backing(inode)
+        if backing is None:
+            raise pyfuse3.FUSEError(errno.EOPNOTSUPP)
+        backing.setxattr(inode, name, value)
+
+    @_guard
+    async def removexattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        backing = self._xattr_backing(inode)
+        if backing is None:
+            raise pyfuse3.FUSEError(errno.ENODATA)
+        backing.removexattr(inode, name)
+
     # --- creating and removing ------------------------------------------------------
 
     @_guard

@@ -346,3 +346,25 @@ class Passthrough:
     def root_stat(self) -> os.stat_result:
         with os_errors():
             return os.stat(self.root)
+
+    # --- extended attributes: whatever the backing filesystem supports ------------------
+
+    def _xattr_path(self, inode: int) -> str:
+        return self.root if inode == ROOT_PARENT else self.node(inode).path
+
+    def getxattr(self, inode: int, name: bytes) -> bytes:
+        with os_errors():
+            return os.getxattr(self._xattr_path(inode), name, follow_symlinks=False)
+
+    def setxattr(self, inode: int, name: bytes, value: bytes) -> None:
+        with os_errors():
+            os.setxattr(self._xattr_path(inode), name, value, follow_symlinks=False)
+
+    def listxattr(self, inode: int) -> list[bytes]:
+        with os_errors():
+            names = os.listxattr(self._xattr_path(inode), follow_symlinks=False)
+        return [os.fsencode(n) for n in names]
+
+    def removexattr(self, inode: int, name: bytes) -> None:
+        with os_errors():
+            os.removexattr(self._xattr_path(inode), name, follow_symlinks=False)
