@@ -912,7 +912,8 @@ def build_changeset(
 ) -> Changeset:
     """The Changeset of one commit: `changed` pages (new images) over `base` (the
     store's rendering of its current `state`), `page_count` pages after it."""
-    return _Diff(state, store, base, changed, page_count, source).run()
+    changeset, _stats = diff_with_stats(state, store, base, changed, page_count, source)
+    return changeset
 
 
 def diff_with_stats(

@@ -69,6 +69,21 @@ class TransferError(ValueError):
     """A file pgfs refuses to import or export (the message says why and what to do)."""
 
 
+def _progress_bar(desc: str, total_bytes: int, progress: bool) -> tqdm:
+    """The byte-counting progress bar of an import or export, on stderr (off unless
+    `progress`)."""
+    return tqdm(
+        total=total_bytes,
+        unit="B",
+        unit_scale=True,
+        unit_divisor=1024,
+        desc=desc,
+        disable=not progress,
+        file=sys.stderr,
+        leave=False,
+    )
+
+
 # ---------------------------------------------------------------- checks before import
 
 
@@ -217,16 +232,7 @@ class _Importer:
     def run(self, tx: StoreTransaction, progress: bool) -> ImportReport:
         started = time.perf_counter()
         self.tx = tx
-        with tqdm(
-            total=self.page_count * self.src.page_size,
-            unit="B",
-            unit_scale=True,
-            unit_divisor=1024,
-            desc="import",
-            disable=not progress,
-            file=sys.stderr,
-            leave=False,
-        ) as bar:
+        with _progress_bar("import", self.page_count * self.src.page_size, progress) as bar:
             self.bar = bar
             self.walk_raw(1, SCHEMA_OWNER, table=True)
             for obj in sorted(self.objects.values(), key=lambda o: o.rootpage):
@@ -462,16 +468,7 @@ def export_file(
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         os.ftruncate(fd, page_size * page_count)
-        with tqdm(
-            total=page_size * page_count,
-            unit="B",
-            unit_scale=True,
-            unit_divisor=1024,
-            desc="export",
-            disable=not progress,
-            file=sys.stderr,
-            leave=False,
-        ) as bar:
+        with _progress_bar("export", page_size * page_count, progress) as bar:
             for start in range(1, page_count + 1, batch):
                 pgnos = [p for p in range(start, min(start + batch, page_count + 1)) if p != lock]
                 images = renderer.render_many(pgnos)

@@ -127,6 +127,19 @@ def render_metrics(session: MountSession) -> str:
     ]
     for name, kind, help_text, get in simple:
         metric(name, kind, help_text, [(db[n], get(f)) for n, f in files.items()])
+    histogram_samples: list[tuple[str, float]] = []
+    for n, f in files.items():
+        latency = f.stats.commit_latency
+        for bound, count in zip((*latency.bounds, "+Inf"), latency.counts, strict=True):
+            histogram_samples.append((f'{db[n]},le="{bound}"', count))
+    lines.append("# HELP pgfs_commit_latency_seconds Time from commit point to PostgreSQL commit.")
+    lines.append("# TYPE pgfs_commit_latency_seconds histogram")
+    for labels, value in histogram_samples:
+        lines.append(f"pgfs_commit_latency_seconds_bucket{{{labels}}} {value}")
+    for n, f in files.items():
+        latency = f.stats.commit_latency
+        lines.append(f"pgfs_commit_latency_seconds_sum{{{db[n]}}} {round(latency.total, 6)}")
+        lines.append(f"pgfs_commit_latency_seconds_count{{{db[n]}}} {latency.count}")
     metric(
         "pgfs_rows_total",
         "counter",

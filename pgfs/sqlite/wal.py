@@ -13,7 +13,7 @@ salts equal the header's and its checksum matches; a frame with a non-zero
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass, replace
 from functools import lru_cache
 
 from pgfs.sqlite.errors import FormatError
@@ -59,16 +59,7 @@ class WalHeader:
         return header
 
     def to_bytes(self) -> bytes:
-        return _HEADER.pack(
-            self.magic,
-            self.version,
-            self.page_size,
-            self.checkpoint_seq,
-            self.salt1,
-            self.salt2,
-            self.checksum1,
-            self.checksum2,
-        )
+        return _HEADER.pack(*astuple(self))
 
     @property
     def big_endian_checksums(self) -> bool:
@@ -86,16 +77,7 @@ class WalHeader:
     def with_checksum(self) -> WalHeader:
         """A copy with checksum1/checksum2 computed."""
         c1, c2 = self.compute_checksum()
-        return WalHeader(
-            self.magic,
-            self.version,
-            self.page_size,
-            self.checkpoint_seq,
-            self.salt1,
-            self.salt2,
-            c1,
-            c2,
-        )
+        return replace(self, checksum1=c1, checksum2=c2)
 
 
 @dataclass

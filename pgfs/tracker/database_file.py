@@ -122,6 +122,26 @@ class CommitRecord:
 
 
 @dataclass
+class LatencyHistogram:
+    """Commit latencies in cumulative buckets, as a Prometheus histogram wants them."""
+
+    bounds: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+    counts: list[int] = field(default_factory=lambda: [0] * 12)  # one per bound, then +Inf
+    total: float = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.total += seconds
+        for i, bound in enumerate(self.bounds):
+            if seconds <= bound:
+                self.counts[i] += 1
+        self.counts[-1] += 1
+
+    @property
+    def count(self) -> int:
+        return self.counts[-1]
+
+
+@dataclass
 class TrackerStats:
     """Counters for `.pgfs-status` and the metrics endpoint."""
 
@@ -129,6 +149,7 @@ class TrackerStats:
     rows: dict[tuple[str, str], int] = field(default_factory=dict)  # (table, op) -> rows
     pages_committed: int = 0
     commit_seconds: float = 0.0
+    commit_latency: LatencyHistogram = field(default_factory=LatencyHistogram)
     commits: int = 0
     commits_skipped: int = 0
     failed_commits: int = 0
@@ -520,6 +541,7 @@ class DatabaseFile:
         self.stats.commits_by_source[source] = self.stats.commits_by_source.get(source, 0) + 1
         self.stats.pages_committed += pages
         self.stats.commit_seconds += ms / 1000
+        self.stats.commit_latency.observe(ms / 1000)
         for op in ("inserted", "updated", "deleted"):
             counts = getattr(stats, op, None)
             if isinstance(counts, dict):

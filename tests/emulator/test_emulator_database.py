@@ -22,6 +22,33 @@ from pgfs.emulator.transfer import import_file
 from pgfs.sqlite.errors import CorruptPageError, NotADatabaseError
 
 
+def _imported_database(store, tmp_path: Path) -> Database:
+    """A Database over the store after importing a 1024-byte-page all-types file."""
+    source = build_all_types(tmp_path / "src.db", page_size=1024, big_rows=2)
+    import_file(store, source, progress=False)
+    return Database.open(store)
+
+
+def _read_all(database: Database) -> list[bytes]:
+    """Every page of `database`, in order, as read through it."""
+    return [database.read(p) for p in range(1, database.page_count + 1)]
+
+
+def _changed_copy(
+    tmp_path: Path, images: bytes, statement: str
+) -> tuple[Path, dict[int, bytes], int]:
+    """Write `images` to local.db, run `statement` on it with SQLite and commit;
+    the file, its changed pages and its page count."""
+    local = tmp_path / "local.db"
+    local.write_bytes(images)
+    conn = sqlite3.connect(local)
+    conn.execute(statement)
+    conn.commit()
+    conn.close()
+    changed, count = changed_pages(images, local.read_bytes())
+    return local, changed, count
+
+
 def test_first_commit_creates_the_database(store, tmp_path: Path) -> None:
     """A new SQLite file written through an empty store (what the mount sees when
     the application creates its database)."""
@@ -38,21 +65,15 @@ def test_first_commit_creates_the_database(store, tmp_path: Path) -> None:
 
 
 def test_reads_are_cached_and_commits_refresh_the_cache(store, tmp_path: Path) -> None:
-    source = build_all_types(tmp_path / "src.db", page_size=1024, big_rows=2)
-    import_file(store, source, progress=False)
-    database = Database.open(store)
-    first = [database.read(p) for p in range(1, database.page_count + 1)]
+    database = _imported_database(store, tmp_path)
+    first = _read_all(database)
     rendered = database.renderer.pages_rendered
-    again = [database.read(p) for p in range(1, database.page_count + 1)]
+    again = _read_all(database)
     assert again == first
     assert database.renderer.pages_rendered == rendered  # all from the cache
-    local = tmp_path / "local.db"
-    local.write_bytes(b"".join(first))
-    conn = sqlite3.connect(local)
-    conn.execute("UPDATE auto SET v = 'cached?' WHERE id = 1")
-    conn.commit()
-    conn.close()
-    changed, count = changed_pages(b"".join(first), local.read_bytes())
+    local, changed, count = _changed_copy(
+        tmp_path, b"".join(first), "UPDATE auto SET v = 'cached?' WHERE id = 1"
+    )
     database.commit(changed, count, "test")
     for pgno, image in changed.items():
         assert database.read(pgno) == image  # the committed image itself
@@ -63,15 +84,13 @@ def test_reads_are_cached_and_commits_refresh_the_cache(store, tmp_path: Path) -
 
 
 def test_failed_commit_changes_nothing(store, tmp_path: Path) -> None:
-    source = build_all_types(tmp_path / "src.db", page_size=1024, big_rows=2)
-    import_file(store, source, progress=False)
-    database = Database.open(store)
-    before = [database.read(p) for p in range(1, database.page_count + 1)]
+    database = _imported_database(store, tmp_path)
+    before = _read_all(database)
     state = store.inspect()
     broken = {2: b"\x05" + bytes(1023)}  # an interior page with no valid right child
     with pytest.raises(CorruptPageError):
         database.commit(broken, database.page_count, "test")
-    assert [database.read(p) for p in range(1, database.page_count + 1)] == before
+    assert _read_all(database) == before
     assert store.inspect()["page_records"] == state["page_records"]
     assert len(store.inspect()["last_commits"]) == len(state["last_commits"])
 
@@ -113,17 +132,12 @@ def test_overlay_and_file_sources(tmp_path: Path) -> None:
 
 
 def test_reads_and_commits_from_threads(store, tmp_path: Path) -> None:
-    source = build_all_types(tmp_path / "src.db", page_size=1024, big_rows=2)
-    import_file(store, source, progress=False)
-    database = Database.open(store)
-    images = b"".join(database.read(p) for p in range(1, database.page_count + 1))
-    local = tmp_path / "local.db"
-    local.write_bytes(images)
-    conn = sqlite3.connect(local)
-    conn.execute("INSERT INTO auto (v) SELECT 'thread ' || id FROM auto")
-    conn.commit()
-    conn.close()
-    changed, count = changed_pages(images, local.read_bytes())
+    database = _imported_database(store, tmp_path)
+    local, changed, count = _changed_copy(
+        tmp_path,
+        b"".join(_read_all(database)),
+        "INSERT INTO auto (v) SELECT 'thread ' || id FROM auto",
+    )
     errors: list[BaseException] = []
 
     def reader() -> None:

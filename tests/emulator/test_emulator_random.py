@@ -82,6 +82,34 @@ def random_step(rng: random.Random, conn: sqlite3.Connection, step: int) -> None
         conn.execute("VACUUM")
 
 
+def run_random_workload(
+    store,
+    tmp_path: Path,
+    rng: random.Random,
+    page_size: int,
+    auto_vacuum: str,
+    *,
+    steps: int,
+    full_check_every: int,
+    vacuum_every: int,
+    vacuum_pages: int,
+) -> None:
+    """`steps` random commits to a fresh all-types database, each checked row by row
+    and every `full_check_every`-th in full; under incremental auto-vacuum an
+    incremental vacuum of `vacuum_pages` pages every `vacuum_every`-th step; a full
+    check at the end."""
+    source = build_all_types(
+        tmp_path / "src.db", page_size=page_size, auto_vacuum=auto_vacuum, big_rows=2
+    )
+    harness = CommitHarness(store, source, tmp_path)
+    for step in range(steps):
+        full = step % full_check_every == full_check_every - 1
+        harness.run(lambda conn, step=step: random_step(rng, conn, step), check=full or "rows")
+        if auto_vacuum == "INCREMENTAL" and step % vacuum_every == vacuum_every - 1:
+            harness.run(f"PRAGMA incremental_vacuum({vacuum_pages})", check="rows")
+    harness.check()
+
+
 @pytest.mark.parametrize(
     ("seed", "page_size", "auto_vacuum"),
     [
@@ -94,17 +122,17 @@ def random_step(rng: random.Random, conn: sqlite3.Connection, step: int) -> None
 def test_random_workload(
     store, tmp_path: Path, seed: int, page_size: int, auto_vacuum: str
 ) -> None:
-    source = build_all_types(
-        tmp_path / "src.db", page_size=page_size, auto_vacuum=auto_vacuum, big_rows=2
+    run_random_workload(
+        store,
+        tmp_path,
+        random.Random(seed),
+        page_size,
+        auto_vacuum,
+        steps=20,
+        full_check_every=5,
+        vacuum_every=7,
+        vacuum_pages=5,
     )
-    harness = CommitHarness(store, source, tmp_path)
-    rng = random.Random(seed)
-    for step in range(20):
-        full = step % 5 == 4
-        harness.run(lambda conn, step=step: random_step(rng, conn, step), check=full or "rows")
-        if auto_vacuum == "INCREMENTAL" and step % 7 == 6:
-            harness.run("PRAGMA incremental_vacuum(5)", check="rows")
-    harness.check()
 
 
 @pytest.mark.slow
@@ -113,13 +141,14 @@ def test_random_workload_long(store, tmp_path: Path, seed: int) -> None:
     rng = random.Random(seed)
     page_size = rng.choice([512, 1024, 4096, 8192])
     auto_vacuum = rng.choice(["NONE", "FULL", "INCREMENTAL"])
-    source = build_all_types(
-        tmp_path / "src.db", page_size=page_size, auto_vacuum=auto_vacuum, big_rows=2
+    run_random_workload(
+        store,
+        tmp_path,
+        rng,
+        page_size,
+        auto_vacuum,
+        steps=60,
+        full_check_every=15,
+        vacuum_every=9,
+        vacuum_pages=7,
     )
-    harness = CommitHarness(store, source, tmp_path)
-    for step in range(60):
-        full = step % 15 == 14
-        harness.run(lambda conn, step=step: random_step(rng, conn, step), check=full or "rows")
-        if auto_vacuum == "INCREMENTAL" and step % 9 == 8:
-            harness.run("PRAGMA incremental_vacuum(7)", check="rows")
-    harness.check()

@@ -10,6 +10,7 @@ import urllib.request
 from collections.abc import Callable
 
 import psycopg
+import pytest
 from psycopg import sql
 
 from pgfs.store.cluster import EmbeddedCluster
@@ -124,10 +125,15 @@ def test_metrics_after_a_workload(pg_dsn: str, mount_factory: Callable[..., Moun
         assert conn.execute("SELECT count(*) FROM jellyfin.a").fetchone() == (17,)
         assert conn.execute("SELECT count(*) FROM jellyfin.b").fetchone() == (9,)
 
-    # Commit latency: no histogram is exported yet (see the report of this test's
-    # author); the total time spent committing is.
-    assert "pgfs_commit_latency_seconds_count" not in {name for name, _ in samples}
-    assert _by(samples, "pgfs_commit_seconds_total", "database")[("jellyfin.db",)] > 0
+    # Commit latency: one observation per commit; buckets are cumulative up to +Inf.
+    latency_count = _by(samples, "pgfs_commit_latency_seconds_count", "database")
+    assert latency_count == {("jellyfin.db",): sum(logged.values())}
+    buckets = _by(samples, "pgfs_commit_latency_seconds_bucket", "database", "le")
+    ordered = [buckets[("jellyfin.db", le)] for le in ("0.005", "0.05", "1.0", "10.0", "+Inf")]
+    assert ordered == sorted(ordered) and ordered[-1] == sum(logged.values())
+    total = _by(samples, "pgfs_commit_seconds_total", "database")[("jellyfin.db",)]
+    latency_sum = _by(samples, "pgfs_commit_latency_seconds_sum", "database")
+    assert total > 0 and latency_sum[("jellyfin.db",)] == pytest.approx(total, rel=1e-3)
     assert samples[("pgfs_up", frozenset())] == 1
     assert samples[("pgfs_fuse_written_bytes_total", frozenset())] > 0
     assert _get(f"{base}/nope")[0] == 404

@@ -54,49 +54,48 @@ TABLES = {
 }
 ENCODINGS = list(TextEncoding)
 
-SPECIAL_INTS = st.sampled_from(
-    [
-        0,
-        1,
-        -1,
-        127,
-        128,
-        -128,
-        -129,
-        32767,
-        32768,
-        2**47 - 1,
-        2**47,
-        -(2**47),
-        -(2**47) - 1,
-        2**53,
-        2**53 + 1,
-        2**63 - 1,
-        -(2**63),
-    ]
-)
+SPECIAL_INT_VALUES = [
+    0,
+    1,
+    -1,
+    127,
+    128,
+    -128,
+    -129,
+    32767,
+    32768,
+    2**47 - 1,
+    2**47,
+    -(2**47),
+    -(2**47) - 1,
+    2**53,
+    2**53 + 1,
+    2**63 - 1,
+    -(2**63),
+]
+"""Integers at the edges of SQLite's integer serial types, bigint and float precision."""
+SPECIAL_INTS = st.sampled_from(SPECIAL_INT_VALUES)
 INT64 = st.one_of(st.integers(-(2**63), 2**63 - 1), st.integers(-300, 300))
-SPECIAL_FLOATS = st.sampled_from(
-    [
-        -0.0,
-        0.0,
-        1.0,
-        3.0,
-        0.1,
-        0.99,
-        1e20,
-        -1e20,
-        2.0**47,
-        -(2.0**47),
-        2.0**63,
-        -(2.0**63),
-        5e-324,
-        1.7976931348623157e308,
-        math.inf,
-        -math.inf,
-        math.nan,
-    ]
-)
+SPECIAL_FLOAT_VALUES = [
+    -0.0,
+    0.0,
+    1.0,
+    3.0,
+    0.1,
+    0.99,
+    1e20,
+    -1e20,
+    2.0**47,
+    -(2.0**47),
+    2.0**63,
+    -(2.0**63),
+    5e-324,
+    1.7976931348623157e308,
+    math.inf,
+    -math.inf,
+    math.nan,
+]
+SPECIAL_FLOATS = st.sampled_from(SPECIAL_FLOAT_VALUES)
 FLOATS = st.one_of(
     st.floats(allow_nan=False),
     st.floats(allow_nan=False, allow_infinity=False, min_value=-1e6, max_value=1e6),
@@ -532,46 +531,8 @@ def test_hidden_columns_are_named_as_documented():
 
 
 def _specials() -> list:
-    ints = [
-        0,
-        1,
-        -1,
-        127,
-        128,
-        -128,
-        -129,
-        32767,
-        32768,
-        2**47 - 1,
-        2**47,
-        -(2**47),
-        -(2**47) - 1,
-        2**53,
-        2**53 + 1,
-        2**63 - 1,
-        -(2**63),
-    ]
-    floats = [
-        -0.0,
-        0.0,
-        1.0,
-        3.0,
-        -3.0,
-        0.1,
-        0.99,
-        1e20,
-        -1e20,
-        2.0**47,
-        -(2.0**47),
-        2.0**53,
-        2.0**63,
-        -(2.0**63),
-        5e-324,
-        1.7976931348623157e308,
-        math.inf,
-        -math.inf,
-        math.nan,
-    ]
+    ints = SPECIAL_INT_VALUES
+    floats = [*SPECIAL_FLOAT_VALUES, -3.0, 2.0**53]
     texts = ["", "a", "a\x00b", "é", "中文", "😀", "12", "1.5", " 7 "]
     blobs = [b"", b"\x00", b"\xff\xfe", b"abc"]
     invalid = [InvalidText(b"\xff"), InvalidText(b"\xd8\x00")]
