@@ -75,6 +75,7 @@ class MountSession:
             attr_timeout=config.attr_timeout,
             status=self._status,
             backing_dir=config.backing_dir,
+            read_only=config.read_only,
         )
         self._token: trio.lowlevel.TrioToken | None = None
         self._stopping = False

@@ -138,6 +138,7 @@ class PgfsOperations(pyfuse3.Operations):
         attr_timeout: float = 30.0,
         status: Callable[[], dict[str, Any]] | None = None,
         backing_dir: str | os.PathLike[str] | None = None,
+        read_only: bool = False,
     ) -> None:
         super().__init__()
         self.attr_timeout = attr_timeout
@@ -148,7 +149,9 @@ class PgfsOperations(pyfuse3.Operations):
         self.databases = dict(databases)
         self._next_inode = FIRST_SIDE_INODE
         self.backing = (
-            Passthrough(os.fspath(backing_dir), self._allocate) if backing_dir is not None else None
+            Passthrough(os.fspath(backing_dir), self._allocate, read_only=read_only)
+            if backing_dir is not None
+            else None
         )
         self.root = Node(pyfuse3.ROOT_INODE, "", Kind.DIR, stat.S_IFDIR | 0o755, self.uid, self.gid)
         self.nodes: dict[int, Node] = {self.root.inode: self.root}

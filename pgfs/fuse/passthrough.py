@@ -74,9 +74,15 @@ class Passthrough:
     """The backing-directory half of the mount (see module docstring)."""
 
     def __init__(
-        self, root: str, allocate: Callable[[], int], *, attr_timeout: float = 1.0
+        self,
+        root: str,
+        allocate: Callable[[], int],
+        *,
+        attr_timeout: float = 1.0,
+        read_only: bool = False,
     ) -> None:
         self.root = os.path.abspath(root)
+        self.read_only = read_only
         if not os.path.isdir(self.root):
             raise NotADirectoryError(errno.ENOTDIR, "backing directory is not a directory", root)
         self.allocate = allocate
@@ -89,6 +95,11 @@ class Passthrough:
 
     def owns(self, inode: int) -> bool:
         return inode in self.nodes
+
+    def _refuse_if_read_only(self) -> None:
+        """`--read-only` covers the passthrough names too: every change fails with EROFS."""
+        if self.read_only:
+            raise pyfuse3.FUSEError(errno.EROFS)
 
     def node(self, inode: int) -> BackingNode:
         found = self.nodes.get(inode)
@@ -176,6 +187,7 @@ class Passthrough:
         self, target: int | str, attr: pyfuse3.EntryAttributes, fields: pyfuse3.SetattrFields
     ) -> None:
         """truncate/chmod/chown/utime on a path or an open descriptor."""
+        self._refuse_if_read_only()
         with os_errors():
             if fields.update_size:
                 os.truncate(target, attr.st_size)
@@ -206,6 +218,7 @@ class Passthrough:
     def mknod(
         self, parent: int, name: bytes, mode: int, rdev: int, ctx: pyfuse3.RequestContext
     ) -> pyfuse3.EntryAttributes:
+        self._refuse_if_read_only()
         path = self.child_path(parent, name)
         with os_errors():
             os.mknod(path, mode & ~ctx.umask, rdev)
@@ -215,6 +228,7 @@ class Passthrough:
     def mkdir(
         self, parent: int, name: bytes, mode: int, ctx: pyfuse3.RequestContext
     ) -> pyfuse3.EntryAttributes:
+        self._refuse_if_read_only()
         path = self.child_path(parent, name)
         with os_errors():
             os.mkdir(path, mode & ~ctx.umask)
@@ -224,6 +238,7 @@ class Passthrough:
     def symlink(
         self, parent: int, name: bytes, target: bytes, ctx: pyfuse3.RequestContext
     ) -> pyfuse3.EntryAttributes:
+        self._refuse_if_read_only()
         path = self.child_path(parent, name)
         with os_errors():
             os.symlink(os.fsdecode(target), path)
@@ -231,20 +246,24 @@ class Passthrough:
         return self._entry(path)
 
     def link(self, inode: int, new_parent: int, new_name: bytes) -> pyfuse3.EntryAttributes:
+        self._refuse_if_read_only()
         path = self.child_path(new_parent, new_name)
         with os_errors():
             os.link(self.node(inode).path, path, follow_symlinks=False)
         return self._entry(path)
 
     def unlink(self, parent: int, name: bytes) -> None:
+        self._refuse_if_read_only()
         with os_errors():
             os.unlink(self.child_path(parent, name))
 
     def rmdir(self, parent: int, name: bytes) -> None:
+        self._refuse_if_read_only()
         with os_errors():
             os.rmdir(self.child_path(parent, name))
 
     def rename(self, old_parent: int, old: bytes, new_parent: int, new: bytes, flags: int) -> None:
+        self._refuse_if_read_only()
         source = self.child_path(old_parent, old)
         target = self.child_path(new_parent, new)
         with os_errors():
@@ -261,6 +280,8 @@ class Passthrough:
                 node.path = target + node.path[len(source) :]
 
     def open(self, inode: int, flags: int) -> int:
+        if flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC):
+            self._refuse_if_read_only()
         node = self.node(inode)
         with os_errors():
             fd = os.open(node.path, flags & ~(os.O_CREAT | os.O_APPEND))
@@ -270,6 +291,7 @@ class Passthrough:
     def create(
         self, parent: int, name: bytes, mode: int, flags: int, ctx: pyfuse3.RequestContext
     ) -> tuple[int, pyfuse3.EntryAttributes]:
+        self._refuse_if_read_only()
         path = self.child_path(parent, name)
         with os_errors():
             fd = os.open(path, (flags & ~os.O_APPEND) | os.O_CREAT, mode & ~ctx.umask)
@@ -357,6 +379,7 @@ class Passthrough:
             return os.getxattr(self._xattr_path(inode), name, follow_symlinks=False)
 
     def setxattr(self, inode: int, name: bytes, value: bytes) -> None:
+        self._refuse_if_read_only()
         with os_errors():
             os.setxattr(self._xattr_path(inode), name, value, follow_symlinks=False)
 
@@ -366,5 +389,6 @@ class Passthrough:
         return [os.fsencode(n) for n in names]
 
     def removexattr(self, inode: int, name: bytes) -> None:
+        self._refuse_if_read_only()
         with os_errors():
             os.removexattr(self._xattr_path(inode), name, follow_symlinks=False)

@@ -184,3 +184,33 @@ def test_metrics_and_health(mount_factory: Callable[..., Mount], pg_dsn: str) ->
     assert 'pgfs_commits_total{database="jellyfin.db",source="wal"}' in text
     assert 'pgfs_rows_total{database="jellyfin.db",table="t",op="inserted"} 2' in text
     assert "pgfs_fuse_reads_total" in text
+
+
+def test_read_only_mount_refuses_passthrough_changes(
+    mount_factory: Callable[..., Mount], pg_dsn: str, tmp_path: Path
+) -> None:
+    backing = tmp_path / "backing"
+    (backing / "collections").mkdir(parents=True)
+    (backing / "notes.txt").write_text("kept")
+    mode_before = (backing / "notes.txt").stat().st_mode
+    mount = mount_factory(pg_dsn, extra=["--backing-dir", str(backing), "--read-only"])
+    root = mount.path
+    assert (root / "notes.txt").read_text() == "kept"
+    attempts = [
+        lambda: (root / "new.txt").write_text("refused"),
+        lambda: (root / "notes.txt").write_text("changed"),
+        lambda: (root / "notes.txt").unlink(),
+        lambda: (root / "notes.txt").rename(root / "moved.txt"),
+        lambda: (root / "made").mkdir(),
+        lambda: (root / "collections").rmdir(),
+        lambda: os.truncate(root / "notes.txt", 0),
+        lambda: os.chmod(root / "notes.txt", 0o600),
+        lambda: os.symlink("notes.txt", root / "link"),
+    ]
+    for attempt in attempts:
+        with pytest.raises(OSError) as caught:
+            attempt()
+        assert caught.value.errno == errno.EROFS
+    assert sorted(p.name for p in backing.iterdir()) == ["collections", "notes.txt"]
+    assert (backing / "notes.txt").read_text() == "kept"
+    assert (backing / "notes.txt").stat().st_mode == mode_before
