@@ -100,9 +100,10 @@ def _payload_size(item: tuple[bytes, list[int] | None]) -> int:
 class PageRenderer:
     """Page images of the store's current state.
 
-    `pages_rendered` counts pages produced from the store (cache misses) and
-    `batches` the `render_many` calls that went to the store; the tests use
-    them to check that a commit costs O(changed pages).
+    `pages_rendered` counts pages produced from the store (cache misses),
+    `cache_hits` pages served from the cache, and `batches` the `render_many`
+    calls that went to the store; the tests use them to check that a commit
+    costs O(changed pages), the metrics endpoint exports them.
     """
 
     def __init__(
@@ -119,6 +120,7 @@ class PageRenderer:
             payload_cache_bytes, _payload_size
         )
         self.pages_rendered = 0
+        self.cache_hits = 0
         self.batches = 0
         self.set_state(state)
 
@@ -153,7 +155,10 @@ class PageRenderer:
 
     def cached(self, pgno: int) -> bytes | None:
         """The cached image of `pgno`, or None (renders nothing)."""
-        return self._pages.get(pgno)
+        image = self._pages.get(pgno)
+        if image is not None:
+            self.cache_hits += 1
+        return image
 
     def render(self, pgno: int) -> bytes:
         return self.render_many((pgno,))[pgno]
@@ -164,7 +169,7 @@ class PageRenderer:
         for pgno in pgnos:
             if not 1 <= pgno <= self.page_count:
                 raise CorruptPageError(pgno, f"page number out of range 1..{self.page_count}")
-            cached = self._pages.get(pgno)
+            cached = self.cached(pgno)
             if cached is not None:
                 out[pgno] = cached
             elif pgno == self._lock_byte:

@@ -95,6 +95,18 @@ def render_metrics(session: MountSession) -> str:
             lambda f: f.commits_in_flight,
         ),
         (
+            "pgfs_pages_rendered_total",
+            "counter",
+            "Pages rendered from PostgreSQL (page cache misses).",
+            lambda f: f.database.renderer.pages_rendered,
+        ),
+        (
+            "pgfs_page_cache_hits_total",
+            "counter",
+            "Page reads served from pgfs' own page cache.",
+            lambda f: f.database.renderer.cache_hits,
+        ),
+        (
             "pgfs_database_pages",
             "gauge",
             "Pages in the database PostgreSQL holds.",

@@ -135,6 +135,9 @@ def test_metrics_after_a_workload(pg_dsn: str, mount_factory: Callable[..., Moun
     latency_sum = _by(samples, "pgfs_commit_latency_seconds_sum", "database")
     assert total > 0 and latency_sum[("jellyfin.db",)] == pytest.approx(total, rel=1e-3)
     assert samples[("pgfs_up", frozenset())] == 1
+    rendered = _by(samples, "pgfs_pages_rendered_total", "database")[("jellyfin.db",)]
+    hits = _by(samples, "pgfs_page_cache_hits_total", "database")[("jellyfin.db",)]
+    assert rendered + hits > 0
     assert samples[("pgfs_fuse_written_bytes_total", frozenset())] > 0
     assert _get(f"{base}/nope")[0] == 404
 
