@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from pgfs.fuse.control import pid_alive
 from pgfs.fuse.mount import is_mounted
@@ -106,7 +107,8 @@ def test_embedded_postgres_without_a_dsn(tmp_path: Path) -> None:
         shutil.rmtree(data_dir.parent, ignore_errors=True)
 
 
-def test_sigterm_finishes_the_commit_in_flight(mount: Mount, pg_dsn: str) -> None:
+@pytest.mark.parametrize("signals", [1, 2], ids=["one-sigterm", "second-sigterm-in-grace"])
+def test_sigterm_finishes_the_commit_in_flight(mount: Mount, pg_dsn: str, signals: int) -> None:
     with Client(mount.db) as client:
         client.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT, b BLOB)")
     rows = 20000
@@ -122,6 +124,9 @@ def test_sigterm_finishes_the_commit_in_flight(mount: Mount, pg_dsn: str) -> Non
         while mount.db_status()["commits_in_flight"] == 0:
             assert time.monotonic() < deadline, "the commit never started"
             time.sleep(0.002)
+        assert mount.proc is not None
+        for _ in range(signals - 1):  # an impatient operator: more SIGTERMs in the grace period
+            mount.proc.send_signal(signal.SIGTERM)
         assert mount.stop() == 0
         assert not is_mounted(mount.path)
         worker.kill()
