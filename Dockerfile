@@ -45,7 +45,7 @@ COPY pgfs ./pgfs
 RUN /opt/pgfs/bin/pip install /src
 # The one-shot migration step of the Helm chart (imports an existing
 # jellyfin.db once); it runs on the virtualenv's python.
-COPY --chmod=0755 docker/pgfs-import-existing.py /opt/pgfs/bin/pgfs-import-existing
+COPY --chmod=0755 scripts/pgfs-import-existing.py /opt/pgfs/bin/pgfs-import-existing
 
 # ---------------------------------------------------------------------------
 # Runtime stage: the same Python base, FUSE 3 at run time, no compiler.

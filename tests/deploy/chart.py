@@ -42,7 +42,7 @@ REPO = Path(__file__).resolve().parents[2]
 CHART_DIR = REPO / "charts" / "jellyfin-pgfs"
 EXAMPLES = CHART_DIR / "examples"
 OFFICIAL_EXAMPLE = EXAMPLES / "official-jellyfin-chart.yaml"
-IMPORT_SCRIPT = REPO / "docker" / "pgfs-import-existing.py"
+IMPORT_SCRIPT = REPO / "scripts" / "pgfs-import-existing.py"
 SIDECAR_NAME = "pgfs"
 IMPORT_NAME = "pgfs-import"
 PROBE_KINDS = ("startupProbe", "readinessProbe", "livenessProbe")
@@ -298,7 +298,7 @@ def localize(
     (an entry naming a missing Secret raises KeyError). executables: argv[0]
     (or an exec probe's) -> local program, e.g. {"pgfs": ".venv/bin/pgfs"};
     by default `pgfs` resolves next to the running interpreter, and
-    `pgfs-import-existing` to docker/pgfs-import-existing.py.
+    `pgfs-import-existing` to scripts/pgfs-import-existing.py.
     """
     paths = paths or {}
     secrets = secrets or {}

@@ -156,7 +156,7 @@ def context_files() -> list[Path]:
 
 def test_dockerignore_keeps_only_what_the_build_needs() -> None:
     files = {str(p) for p in context_files()}
-    assert {"pyproject.toml", "README.md", "docker/pgfs-import-existing.py"} <= files
+    assert {"pyproject.toml", "README.md", "scripts/pgfs-import-existing.py"} <= files
     assert "pgfs/__init__.py" in files
     assert not any(f.startswith(("tests/", "charts/", ".venv/", ".git/")) for f in files)
 

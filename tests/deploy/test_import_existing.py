@@ -1,4 +1,4 @@
-"""The chart's one-shot migration step, docker/pgfs-import-existing.py.
+"""The chart's one-shot migration step, scripts/pgfs-import-existing.py.
 
 Run as the init container runs it (a separate process, credentials in the
 environment), against real SQLite files and, for the import itself, a real
