@@ -28,7 +28,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -344,51 +343,3 @@ def format_status(status: dict[str, Any]) -> str:
             when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(db["last_error_at"]))
             lines.append(f"  last error {when}: {db['last_error']}")
     return "\n".join(lines)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m pgfs.fuse MOUNTPOINT ...`: a foreground mount without the click CLI."""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m pgfs.fuse")
-    parser.add_argument("mountpoint", type=Path)
-    parser.add_argument("--name", action="append", dest="names")
-    parser.add_argument("--dsn")
-    parser.add_argument("--meta-schema", default="pgfs")
-    parser.add_argument("--data-schema", default="jellyfin")
-    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
-    parser.add_argument("--read-only", action="store_true")
-    parser.add_argument("--allow-other", action="store_true")
-    parser.add_argument("--attr-timeout", type=float, default=30.0)
-    parser.add_argument("--backing-dir", type=Path)
-    parser.add_argument("--metrics-addr")
-    parser.add_argument("--log-level", default="INFO")
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    try:
-        serve(
-            ServeOptions(
-                mountpoint=args.mountpoint,
-                names=args.names or [DEFAULT_NAME],
-                dsn=args.dsn,
-                meta_schema=args.meta_schema,
-                data_schema=args.data_schema,
-                data_dir=args.data_dir,
-                read_only=args.read_only,
-                allow_other=args.allow_other,
-                attr_timeout=args.attr_timeout,
-                backing_dir=args.backing_dir,
-                metrics_addr=args.metrics_addr,
-            )
-        )
-    except ControlError as exc:
-        print(f"pgfs: error: {exc}", file=sys.stderr)
-        return 1
-    except Exception as exc:  # store errors carry user-facing messages, never passwords
-        print(f"pgfs: error: {exc}", file=sys.stderr)
-        return 1
-    return 0

@@ -1,4 +1,4 @@
-"""Fixtures for the FUSE tests: a real mount (a `python -m pgfs.fuse` process) over real
+"""Fixtures for the FUSE tests: a real mount (a `python -m pgfs mount` process) over real
 PostgreSQL, always unmounted at the end."""
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 @dataclass
 class Mount:
-    """A pgfs mount served by its own process (`python -m pgfs.fuse`)."""
+    """A pgfs mount served by its own process: `python -m pgfs mount`, the real CLI."""
 
     path: Path
     dsn: str
@@ -41,10 +41,11 @@ class Mount:
         return self.path / self.names[0]
 
     def argv(self) -> list[str]:
-        argv = [sys.executable, "-m", "pgfs.fuse", str(self.path), "--dsn", self.dsn]
+        argv = [sys.executable, "-m", "pgfs", "--log-level", "debug", "mount", str(self.path)]
+        argv += ["--foreground", "--dsn", self.dsn]
         for name in self.names:
             argv += ["--name", name]
-        return [*argv, "--log-level", "DEBUG", *self.extra]
+        return [*argv, *self.extra]
 
     def start(self, timeout: float = 30.0) -> None:
         with open(self.log_path, "ab") as out:
