@@ -184,14 +184,12 @@ def resolve_store_dsn(options: StoreOptions) -> str:
     return dsn
 
 
-def open_store(options: StoreOptions, **kwargs: Any):
+def open_store(options: StoreOptions):
     """Connect to the store the options name (StoreUnavailableError if unreachable)."""
-    from pgfs.store.store import Store
+    from pgfs.store import open_store as open_backend
 
     dsn = resolve_store_dsn(options)
-    return Store.connect(
-        dsn, meta_schema=options.meta_schema, data_schema=options.data_schema, **kwargs
-    )
+    return open_backend(dsn, meta_schema=options.meta_schema, data_schema=options.data_schema)
 
 
 # ---------------------------------------------------------------- the group
@@ -229,14 +227,29 @@ def _rate(amount: float, seconds: float) -> float:
 @cli.command("import")
 @click.argument("sqlite_file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--replace", is_flag=True, help="Overwrite a database the store already holds.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Import a file that fails PRAGMA integrity_check: rows that do not decode are left "
+    "out and reported.",
+)
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @store_options
-def import_command(sqlite_file: Path, replace: bool, no_progress: bool, store: StoreOptions):
+def import_command(
+    sqlite_file: Path, replace: bool, force: bool, no_progress: bool, store: StoreOptions
+):
     """Import SQLITE_FILE into PostgreSQL (one transaction)."""
-    from pgfs.emulator.transfer import import_file
+    from pgfs.emulator.importer import import_file
 
     with open_store(store) as opened:
-        report = import_file(opened, sqlite_file, replace=replace, progress=not no_progress)
+        report = import_file(
+            opened, sqlite_file, replace=replace, progress=not no_progress, force=force
+        )
+    for problem in report.problems[:10]:
+        click.echo(f"integrity_check: {problem}", err=True)
+    for table, rowids in sorted(report.dropped_rows.items()):
+        shown = ", ".join(str(r) for r in rowids[:10]) + (" ..." if len(rowids) > 10 else "")
+        click.echo(f"dropped {len(rowids)} rows of {table} (rowids {shown})", err=True)
     click.echo(
         f"imported {sqlite_file}: {report.pages} pages ({_mb(report.bytes)}), "
         f"{report.total_rows} rows in {len(report.rows)} tables, {report.seconds:.1f} s "
@@ -252,7 +265,7 @@ def import_command(sqlite_file: Path, replace: bool, no_progress: bool, store: S
 @store_options
 def export_command(out_file: Path, force: bool, no_progress: bool, store: StoreOptions):
     """Write the stored database to OUT_FILE as a SQLite file."""
-    from pgfs.emulator.transfer import export_file
+    from pgfs.emulator.exporter import export_file
 
     with open_store(store) as opened:
         report = export_file(opened, out_file, progress=not no_progress, force=force)
@@ -266,7 +279,7 @@ def export_command(out_file: Path, force: bool, no_progress: bool, store: StoreO
 @store_options
 def verify_command(store: StoreOptions):
     """Render the whole database, run PRAGMA integrity_check, compare every table's rows."""
-    from pgfs.emulator.transfer import verify
+    from pgfs.emulator.exporter import verify
 
     with open_store(store) as opened:
         report = verify(opened)
@@ -275,6 +288,8 @@ def verify_command(store: StoreOptions):
         for line in report.integrity[:20]:
             if line != "ok":
                 click.echo(f"integrity_check: {line}", err=True)
+        for line in report.damage:
+            click.echo(f"damaged: {line}", err=True)
         for line in report.mismatches:
             click.echo(f"mismatch: {line}", err=True)
         fail(

@@ -69,9 +69,10 @@ def count_rows(path: Path) -> int:
 
 def run_once(database: Path, traced: bool) -> dict:
     """Import and export `database` on a fresh embedded cluster (in this process)."""
-    from pgfs.emulator.transfer import export_file, import_file
+    from pgfs.emulator.exporter import export_file
+    from pgfs.emulator.importer import import_file
     from pgfs.store.cluster import EmbeddedCluster
-    from pgfs.store.store import Store
+    from pgfs.store.postgres import PostgresStore as Store
 
     result: dict = {"bytes": database.stat().st_size}
     with EmbeddedCluster.temporary() as cluster, Store.connect(cluster.dsn) as store:

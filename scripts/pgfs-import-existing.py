@@ -183,16 +183,14 @@ def store_is_empty(meta_schema: str, data_schema: str, wait: float) -> bool:
     Retries while PostgreSQL is unreachable (e.g. a CloudNativePG cluster
     still starting) for up to `wait` seconds.
     """
+    from pgfs.store import open_store
     from pgfs.store.dsn import resolve_dsn
     from pgfs.store.errors import StoreUnavailableError
-    from pgfs.store.store import Store
 
     deadline = time.monotonic() + wait
     while True:
         try:
-            store = Store.connect(
-                resolve_dsn(None), meta_schema=meta_schema, data_schema=data_schema
-            )
+            store = open_store(resolve_dsn(None), meta_schema=meta_schema, data_schema=data_schema)
             break
         except StoreUnavailableError as exc:
             if time.monotonic() >= deadline:

@@ -1,61 +1,131 @@
 """The database as the mount sees it: rendered reads and page-level commits.
 
-`Database` ties the renderer and the diff to one store: `read(pgno)` renders
-(and caches) a page, `commit(changed, page_count, source)` turns the pages of
-one SQLite commit into a Changeset, applies it in one PostgreSQL transaction,
-then moves its own state forward and keeps the committed images in the page
-cache (they are valid renders of the new state). One lock serialises reads
+`Database` ties the page map, the page cache, the renderer and the diff to
+one store. `read_many` renders (and caches) pages; `commit(changed,
+page_count, source)` decodes the pages of one SQLite commit, writes the
+Changeset in one server transaction, then moves its own state forward: the
+page map and the page cache take the committed images (valid renders of the
+new state). It is also the diff's `OldVersion`. One lock serialises reads
 and commits, so it may be called from worker threads (trio.to_thread).
+
+A commit whose outcome the store could not learn (the connection was lost
+after COMMIT was sent, and the server did not answer within the bound)
+leaves the database *unresolved*: SQLite was told it failed. Every later
+call first asks the server again; when the commit turns out to have landed,
+the database moves to the state the server has and at once writes an undo
+commit (the pages as they were before it), so the server holds again exactly
+what SQLite was told (README "Failures").
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
-from collections.abc import Iterable
-from dataclasses import replace
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from pgfs.emulator.diff import DiffStats, diff_with_stats
-from pgfs.emulator.render import PageRenderer
-from pgfs.emulator.source import StorePageSource
+from pgfs.emulator.diff import DiffStats, diff_commit
+from pgfs.emulator.pagecache import CacheStamp, PageCache
+from pgfs.emulator.pagemap import PageMap
+from pgfs.emulator.render import Renderer
 from pgfs.sqlite.header import DatabaseHeader
-from pgfs.store.store import CommitStats
+from pgfs.sqlite.schema import table_definitions
+from pgfs.store.changeset import Changeset, CommitSource, PageRecord
+from pgfs.store.errors import CommitOutcomeUnknownError
+from pgfs.store.interface import CommitStats, Store, StoreState, new_commit_id
 
 if TYPE_CHECKING:
-    from pgfs.store.changeset import Changeset
-    from pgfs.store.store import Store, StoreState
+    from pgfs.emulator.diff import Identity
 
+log = logging.getLogger("pgfs.emulator")
 
-MAX_READAHEAD = 64
+MAX_READAHEAD = 256
 """Most pages a sequential read renders ahead in one batch."""
+UNDO_LIMIT = 4096
+"""Commits of more pages keep no undo images: if their outcome stays unknown and
+they landed, the mount reloads instead (logged)."""
+
+
+@dataclass
+class _Forward:
+    """What a written commit changes in the page map, collected as its parts go out."""
+
+    records: dict[int, PageRecord] = field(default_factory=dict)
+    renames: list[tuple[str, str]] = field(default_factory=list)
+    removed_from: int | None = None
+    last: Changeset | None = None
+
+    def watch(self, parts: Iterator[Changeset]) -> Iterator[Changeset]:
+        for part in parts:
+            for record in part.pages:
+                self.records[record.pgno] = record.without_data()
+            self.renames.extend(part.schema.renamed)
+            if part.removed_pages_from is not None:
+                self.removed_from = part.removed_pages_from
+            self.last = part
+            yield part
+
+    def as_changeset(self) -> Changeset:
+        assert self.last is not None
+        part = Changeset(self.last.source, self.last.header, self.last.page_count)
+        part.schema.renamed = self.renames
+        part.pages = list(self.records.values())
+        part.removed_pages_from = self.removed_from
+        return part
+
+
+@dataclass
+class _Unresolved:
+    """A commit SQLite was told failed, whose outcome the server did not give."""
+
+    commit_id: uuid.UUID
+    changed: dict[int, bytes] | None
+    """None for a commit too big to keep: the mount reloads instead."""
+    state_after: StoreState
+    forward: _Forward
+    undo: dict[int, bytes] | None
+    old_page_count: int
 
 
 class Database:
     """One SQLite database kept in a store (see module docstring)."""
 
-    def __init__(self, store: Store, state: StoreState) -> None:
+    def __init__(self, store: Store, state: StoreState, cache: PageCache | None = None) -> None:
         self.store = store
         self.state = state
-        self.renderer = PageRenderer(store, state)
+        self.cache = cache or PageCache()
+        self.pagemap = PageMap(store.page_records, on_raw=self._cache_raw)
+        self.renderer = Renderer(store, self.pagemap, self.cache, state)
         self.lock = threading.RLock()
         self.last_changeset: Changeset | None = None
         self.last_diff: DiffStats | None = None
         self.last_ms = 0.0
+        self.unresolved: _Unresolved | None = None
         self._last_miss: int | None = None
         self._window = 1
 
     @classmethod
-    def open(cls, store: Store, *, initialise: bool = True) -> Database:
-        """The database the store holds (an empty one if it holds none yet: the
-        first commit then creates it). Creates pgfs' tables when `initialise`."""
+    def open(
+        cls, store: Store, *, initialise: bool = True, cache: PageCache | None = None
+    ) -> Database:
+        """The database the store holds (an empty one if it holds none yet: the first
+        commit then creates it). Creates the store's tables when `initialise`."""
         if initialise:
             store.initialise()
-        return cls(store, store.load_state())
+        return cls(store, store.load_state(), cache)
+
+    # ------------------------------------------------------------------ PageSource
 
     @property
     def page_size(self) -> int:
         return self.state.page_size
+
+    @property
+    def usable_size(self) -> int:
+        return self.renderer.geometry.usable_size
 
     @property
     def page_count(self) -> int:
@@ -68,17 +138,18 @@ class Database:
 
     @property
     def size(self) -> int:
-        """The database file size in bytes."""
         return self.state.page_size * self.state.page_count
 
     def read(self, pgno: int) -> bytes:
-        """The image of page `pgno` (1-based), rendered from the store or cached.
+        """The image of page `pgno`, rendered or cached.
 
         Sequential misses grow a read-ahead window (up to MAX_READAHEAD pages,
-        rendered in one batch); a random miss renders just its page.
+        rendered in one batch: neighbouring leaves in one row query); a random
+        miss renders just its page.
         """
         with self.lock:
-            cached = self.renderer.cached(pgno)
+            self._resolve_pending()
+            cached = self.cache.get(pgno)
             if cached is not None:
                 return cached
             if self._last_miss is not None and 0 < pgno - self._last_miss <= self._window:
@@ -87,64 +158,192 @@ class Database:
                 self._window = 1
             self._last_miss = pgno
             last = min(pgno + self._window - 1, self.state.page_count)
-            return self.renderer.render_many(range(pgno, max(last, pgno) + 1))[pgno]
+            return self.renderer.render(range(pgno, max(last, pgno) + 1))[pgno]
 
     def read_many(self, pgnos: Iterable[int]) -> dict[int, bytes]:
-        """Images of several pages in one batch (e.g. a FUSE read of many pages)."""
         with self.lock:
-            return self.renderer.render_many(pgnos)
+            self._resolve_pending()
+            return self.renderer.render(pgnos)
 
-    def commit(self, changed: dict[int, bytes], page_count: int, source: str) -> CommitStats:
+    # ------------------------------------------------------------------ OldVersion
+
+    def records(self, pgnos: Iterable[int]) -> Mapping[int, PageRecord | None]:
+        if self.state.header is None:
+            return {p: None for p in pgnos}
+        return self.pagemap.records(pgnos)
+
+    def row(self, table: str, rowid: int) -> tuple[bytes, list[int]] | None:
+        payloads = self.store.row_payloads(table, [rowid])
+        if rowid not in payloads:
+            return None
+        chains = self.store.overflow_chains(table, [rowid])
+        return payloads[rowid], chains.get(rowid, [])
+
+    def _cache_raw(self, pgno: int, data: bytes) -> None:
+        """A raw page's bytes came with its record: that is its image."""
+        if 1 <= pgno <= self.state.page_count and pgno not in self.cache:
+            self.cache.put(pgno, self.renderer.raw_image(pgno, data))
+
+    # ------------------------------------------------------------------ commits
+
+    def commit(
+        self,
+        changed: Mapping[int, bytes],
+        page_count: int,
+        source: CommitSource,
+        commit_id: uuid.UUID | None = None,
+    ) -> CommitStats:
         """Apply one SQLite commit: `changed` = new page images, `page_count` = new size.
 
-        Raises (and changes nothing, in PostgreSQL or here) when the diff or
-        PostgreSQL fails.
+        Raises (and changes nothing, in the store or here) when the diff or the
+        store fails; CommitOutcomeUnknownError leaves the database unresolved.
         """
         with self.lock:
-            started = time.perf_counter()
-            base = StorePageSource(self.store, self.state, self.renderer)
-            changeset, diff = diff_with_stats(
-                self.state, self.store, base, changed, page_count, source
-            )
-            self.last_changeset, self.last_diff = changeset, diff
-            if (
-                changeset.is_empty()
-                and changeset.header == self.state.header
-                and changeset.page_count == self.state.page_count
-            ):  # e.g. a hot journal played back: nothing to write
-                self.last_ms = (time.perf_counter() - started) * 1000
-                return CommitStats(source=source)
-            stats = self.store.apply(changeset)
-            self._advance(changeset, changed)
-            self.last_ms = (time.perf_counter() - started) * 1000
-            return stats
+            self._resolve_pending()
+            return self._commit(changed, page_count, source, commit_id or new_commit_id())
 
-    def _advance(self, changeset: Changeset, changed: dict[int, bytes]) -> None:
-        """Move to the state the store now holds and refresh the page cache."""
-        if changeset.schema_entries is not None or self.state.header is None:
-            self.state = self.store.load_state()
-        else:
-            header = DatabaseHeader.parse(changeset.header)
-            self.state = replace(
-                self.state,
-                header=changeset.header,
-                page_count=changeset.page_count,
-                page_size=header.page_size,
+    def _commit(
+        self,
+        changed: Mapping[int, bytes],
+        page_count: int,
+        source: CommitSource,
+        commit_id: uuid.UUID,
+    ) -> CommitStats:
+        started = time.perf_counter()
+        state = self.state
+        fetched = self.pagemap.fetched
+        small = len(changed) <= UNDO_LIMIT
+        undo = self._undo_images(changed) if small else None
+        diff = diff_commit(self, state, changed, page_count, source)
+        self.last_diff = diff.stats
+        forward = _Forward()
+        parts = list(forward.watch(diff.parts)) if small else None
+        diff.stats.old_records = self.pagemap.fetched - fetched
+        if parts is not None and len(parts) == 1 and _nothing_to_write(parts[0], state):
+            self.last_ms = (time.perf_counter() - started) * 1000
+            return CommitStats(source=str(source))  # e.g. a hot journal played back
+        stream = parts if parts is not None else forward.watch(diff.parts)
+        try:
+            stats = self.store.write(stream, source=source, commit_id=commit_id)
+        except CommitOutcomeUnknownError:
+            after = self._state_after(diff.identity, forward, state.commit_seq + 1)
+            self.unresolved = _Unresolved(
+                commit_id, dict(changed) if small else None, after, forward, undo, state.page_count
             )
-        renderer = self.renderer
-        if renderer.page_size != self.state.page_size:
-            renderer.clear()
-        renderer.set_state(self.state)
-        for record in changeset.pages:
-            if record.pgno not in changed:
-                renderer.forget(record.pgno)
+            log.error(
+                "commit %s: the outcome is unknown; SQLite is told it failed, and the mount "
+                "will ask PostgreSQL again before anything else",
+                commit_id,
+            )
+            raise
+        self.last_changeset = parts[0] if parts is not None and len(parts) == 1 else None
+        self._advance(self._state_after(diff.identity, forward, stats.commit_seq), forward, changed)
+        self.last_ms = (time.perf_counter() - started) * 1000
+        return stats
+
+    def _undo_images(self, changed: Mapping[int, bytes]) -> dict[int, bytes]:
+        """The images the changed pages have now (the undo of the commit about to go)."""
+        inside = [p for p in changed if p <= self.state.page_count]
+        return self.renderer.render(inside) if inside and self.state.header is not None else {}
+
+    def _state_after(self, identity: Identity, forward: _Forward, commit_seq: int) -> StoreState:
+        header = identity.header
+        last = forward.last
+        assert last is not None
+        entries = tuple(identity.entries)
+        return StoreState(
+            header=bytes(last.header),
+            page_size=header.page_size,
+            page_count=last.page_count,
+            encoding=header.text_encoding,
+            schema_format=header.schema_format,
+            entries=entries,
+            tables=table_definitions(entries) if identity.schema_changed else self.state.tables,
+            commit_seq=commit_seq,
+            store_id=self.state.store_id,
+        )
+
+    def _advance(self, state: StoreState, forward: _Forward, changed: Mapping[int, bytes]) -> None:
+        """Move to the state the store now holds and refresh the page map and cache."""
+        old = self.state
+        if _layout(old) != _layout(state):
+            self.cache.clear()
+            self.pagemap.clear()
+        self.state = state
+        self.renderer.set_state(state)
+        self.pagemap.apply(forward.as_changeset())
+        if forward.removed_from is not None or state.page_count < old.page_count:
+            self.cache.truncate(state.page_count)
+            self.pagemap.forget_beyond(state.page_count)
+        for pgno in forward.records:
+            if pgno not in changed:
+                self.cache.discard(pgno)
         for pgno, image in changed.items():
-            if 1 <= pgno <= self.state.page_count and len(image) == self.state.page_size:
-                renderer.put(pgno, bytes(image))
+            if pgno <= state.page_count and len(image) == state.page_size:
+                self.cache.put(pgno, image)
+
+    # ------------------------------------------------------------------ unknown outcomes
+
+    def _resolve_pending(self) -> None:
+        """Before anything else: learn the outcome of an unresolved commit (module
+        docstring). StoreUnavailableError while the server still cannot say."""
+        pending = self.unresolved
+        if pending is None:
+            return
+        landed = self.store.commit_landed(pending.commit_id)
+        self.unresolved = None
+        if not landed:
+            log.warning("commit %s did not land: nothing to undo", pending.commit_id)
+            return
+        log.warning(
+            "commit %s landed after SQLite was told it failed: undoing it", pending.commit_id
+        )
+        if pending.changed is None or pending.undo is None:
+            log.error(
+                "commit %s was too big to keep its undo images: the mount now serves what "
+                "PostgreSQL holds, which SQLite may not expect",
+                pending.commit_id,
+            )
+            self.state = self.store.load_state()
+            self.cache.clear()
+            self.pagemap.clear()
+            self.renderer.set_state(self.state)
+            return
+        self._advance(pending.state_after, pending.forward, pending.changed)
+        self._commit(pending.undo, pending.old_page_count, CommitSource.UNDO, new_commit_id())
+
+    # ------------------------------------------------------------------ housekeeping
+
+    def forget(self) -> None:
+        """Drop cached images and page-map entries (an export, batch by batch)."""
+        with self.lock:
+            self.cache.clear()
+            self.pagemap.clear()
 
     def refresh(self) -> None:
         """Forget everything cached and reload the state (after changes made elsewhere)."""
         with self.lock:
             self.state = self.store.load_state()
-            self.renderer.clear()
+            self.cache.clear()
+            self.pagemap.clear()
             self.renderer.set_state(self.state)
+
+    def cache_stamp(self) -> CacheStamp | None:
+        """The stamp the local page cache may be trusted for (None: not at all)."""
+        if self.unresolved is not None or not self.state.store_id:
+            return None
+        return CacheStamp(self.state.store_id, self.state.commit_seq, self.state.page_size)
+
+    def close(self) -> None:
+        self.cache.close(self.cache_stamp())
+
+
+def _layout(state: StoreState) -> tuple[int, int]:
+    """Page size and usable size: when they change, no cached page is valid."""
+    if state.header is None:
+        return state.page_size, state.page_size
+    return state.page_size, DatabaseHeader.parse(state.header).usable_size
+
+
+def _nothing_to_write(part: Changeset, state: StoreState) -> bool:
+    return part.is_empty() and part.header == state.header and part.page_count == state.page_count

@@ -1,300 +1,299 @@
 """Render page images from the store (README "Rendering").
 
-Each page number has a record in `pgfs.pages`. Raw pages (interior pages,
+Each page number has an entry in the page map. Raw pages (interior pages,
 indexes, `sqlite_schema`, freelist trunks, pointer maps, ...) are stored as
-bytes. Table leaves and overflow pages of tables with a data-schema table
+bytes. Table leaves and overflow pages of tables whose rows the store keeps
 carry no bytes: a leaf is built from the owner's rows with rowid in [lo, hi],
 an overflow page from the record of the row it belongs to. Free leaves,
 unknown page numbers and the lock-byte page render as zeros.
 
-The renderer batches: `render_many` issues one `page_records` query, one
-`leaf_cells` range query per run of leaves that sit next to each other in
-rowid order, and one `row_payloads` + `overflow_chains` per owner for
-overflow pages. Rendered pages and row payloads sit in bounded LRU caches.
+`Renderer.render` works in batches: one page-map fetch for the entries it
+does not know, one row query per owner for all its leaves in the batch, one
+payload and chain query per owner for its overflow pages. An overflow chain
+is rendered whole the first time any page of it is asked for, so reading a
+long chain costs time linear in its length (each page is one slice of the
+payload), never a payload per page.
 """
 
 from __future__ import annotations
 
-import bisect
 import logging
-from collections import OrderedDict, defaultdict
-from collections.abc import Hashable, Iterable
-from typing import TYPE_CHECKING, Generic, TypeVar
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
-from pgfs.emulator.source import lock_byte_page
-from pgfs.sqlite.btree import BTreePage, PageType, encode_btree_page, make_table_leaf_cell
+from pgfs.emulator.pagecache import PageCache
+from pgfs.emulator.pagemap import PageMap
+from pgfs.sqlite.btree import (
+    BTreePage,
+    PageType,
+    encode_btree_page,
+    local_payload_size,
+    make_table_leaf_cell,
+)
 from pgfs.sqlite.errors import CorruptPageError
-from pgfs.sqlite.header import HEADER_SIZE
-from pgfs.sqlite.overflow import encode_overflow_page, split_payload
+from pgfs.sqlite.header import HEADER_SIZE, lock_byte_page
+from pgfs.sqlite.overflow import encode_overflow_page
+from pgfs.store.changeset import PageKind, PageRecord
+from pgfs.store.interface import LeafRow, Store, StoreState
 
-if TYPE_CHECKING:
-    from pgfs.store.changeset import PageRecord
-    from pgfs.store.store import Store, StoreState
+log = logging.getLogger("pgfs.emulator")
 
-log = logging.getLogger(__name__)
-
-K = TypeVar("K", bound=Hashable)
-V = TypeVar("V")
-
-PAGE_CACHE_BYTES = 64 * 1024 * 1024
-PAYLOAD_CACHE_BYTES = 32 * 1024 * 1024
-# Leaves of one owner are fetched with one range query when the rowid gap between
-# them is small compared with what the run already covers (rows in the gap belong
-# to leaves not asked for and are fetched for nothing).
-MIN_MERGE_GAP = 512
-MAX_LEAVES_PER_QUERY = 256
+MAX_RANGES_PER_QUERY = 512
 
 
-class ByteLRU(Generic[K, V]):
-    """An LRU mapping bounded by the total size of its values (as `size(value)`)."""
+@dataclass(frozen=True)
+class Geometry:
+    """Page size, usable size, page count and header of the state being rendered."""
 
-    def __init__(self, max_bytes: int, size=len) -> None:
-        self.max_bytes = max_bytes
-        self._size = size
-        self._items: OrderedDict[K, V] = OrderedDict()
-        self.bytes = 0
+    page_size: int
+    usable_size: int
+    page_count: int
+    header: bytes | None
 
-    def get(self, key: K) -> V | None:
-        value = self._items.get(key)
-        if value is not None:
-            self._items.move_to_end(key)
-        return value
-
-    def put(self, key: K, value: V) -> None:
-        size = self._size(value)
-        if size > self.max_bytes:
-            self.discard(key)
-            return
-        old = self._items.pop(key, None)
-        if old is not None:
-            self.bytes -= self._size(old)
-        self._items[key] = value
-        self.bytes += size
-        while self.bytes > self.max_bytes:
-            _, evicted = self._items.popitem(last=False)
-            self.bytes -= self._size(evicted)
-
-    def discard(self, key: K) -> None:
-        old = self._items.pop(key, None)
-        if old is not None:
-            self.bytes -= self._size(old)
-
-    def __iter__(self):
-        return iter(list(self._items))
-
-    def clear(self) -> None:
-        self._items.clear()
-        self.bytes = 0
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._items
-
-
-def _payload_size(item: tuple[bytes, list[int] | None]) -> int:
-    return len(item[0]) + 64
-
-
-class PageRenderer:
-    """Page images of the store's current state.
-
-    `pages_rendered` counts pages produced from the store (cache misses),
-    `cache_hits` pages served from the cache, and `batches` the `render_many`
-    calls that went to the store; the tests use them to check that a commit
-    costs O(changed pages), the metrics endpoint exports them.
-    """
-
-    def __init__(
-        self,
-        store: Store,
-        state: StoreState,
-        *,
-        cache_bytes: int = PAGE_CACHE_BYTES,
-        payload_cache_bytes: int = PAYLOAD_CACHE_BYTES,
-    ) -> None:
-        self.store = store
-        self._pages: ByteLRU[int, bytes] = ByteLRU(cache_bytes)
-        self._payloads: ByteLRU[tuple[str, int], tuple[bytes, list[int] | None]] = ByteLRU(
-            payload_cache_bytes, _payload_size
-        )
-        self.pages_rendered = 0
-        self.cache_hits = 0
-        self.batches = 0
-        self.set_state(state)
-
-    # -- state -----------------------------------------------------------------------------
-
-    def set_state(self, state: StoreState) -> None:
-        """Switch to a new store state; cached row payloads are dropped, pages kept."""
-        self.state = state
-        self.page_size = state.page_size
+    @classmethod
+    def of(cls, state: StoreState) -> Geometry:
         header = state.header
         reserved = header[20] if header is not None and len(header) >= HEADER_SIZE else 0
-        self.usable_size = state.page_size - reserved
-        self.page_count = state.page_count
-        self._lock_byte = lock_byte_page(state.page_size) if state.page_size else 0
-        self._payloads.clear()
-        for pgno in list(self._pages):
-            if pgno > self.page_count:
-                self._pages.discard(pgno)
+        return cls(state.page_size, state.page_size - reserved, state.page_count, header)
 
-    def put(self, pgno: int, image: bytes) -> None:
-        """Remember a valid image of `pgno` (e.g. the bytes a commit just wrote)."""
-        self._pages.put(pgno, image)
+    @property
+    def lock_byte_page(self) -> int:
+        return lock_byte_page(self.page_size)
 
-    def forget(self, pgno: int) -> None:
-        self._pages.discard(pgno)
 
-    def clear(self) -> None:
-        self._pages.clear()
-        self._payloads.clear()
+class Renderer:
+    """Images of pages of the store's current state, through the page cache."""
 
-    # -- rendering -------------------------------------------------------------------------
+    def __init__(self, store: Store, pagemap: PageMap, cache: PageCache, state: StoreState):
+        self.store = store
+        self.pagemap = pagemap
+        self.cache = cache
+        self.geometry = Geometry.of(state)
+        self.tables = state.tables
+        self.pages_rendered = 0
+        self.batches = 0
+        self._slot: tuple[str, int, bytes, list[int]] | None = None
+        """The last long row rendered (owner, rowid, payload, chain): its other pages
+        are asked for next, and must not cost the payload again."""
 
-    def cached(self, pgno: int) -> bytes | None:
-        """The cached image of `pgno`, or None (renders nothing)."""
-        image = self._pages.get(pgno)
-        if image is not None:
-            self.cache_hits += 1
-        return image
+    def set_state(self, state: StoreState) -> None:
+        self.geometry = Geometry.of(state)
+        self.tables = state.tables
+        self._slot = None
 
-    def render(self, pgno: int) -> bytes:
-        return self.render_many((pgno,))[pgno]
-
-    def render_many(self, pgnos: Iterable[int]) -> dict[int, bytes]:
+    def render(self, pgnos: Iterable[int]) -> dict[int, bytes]:
+        """Images of `pgnos` (1 <= pgno <= page_count), from the cache or rendered."""
+        g = self.geometry
         out: dict[int, bytes] = {}
         missing: list[int] = []
         for pgno in pgnos:
-            if not 1 <= pgno <= self.page_count:
-                raise CorruptPageError(pgno, f"page number out of range 1..{self.page_count}")
-            cached = self.cached(pgno)
-            if cached is not None:
-                out[pgno] = cached
-            elif pgno == self._lock_byte:
-                out[pgno] = bytes(self.page_size)
+            if not 1 <= pgno <= g.page_count:
+                raise CorruptPageError(pgno, f"page number out of range 1..{g.page_count}")
+            image = self.cache.get(pgno)
+            if image is not None:
+                out[pgno] = image
+            elif pgno == g.lock_byte_page:
+                out[pgno] = bytes(g.page_size)
             else:
                 missing.append(pgno)
-        if not missing:
-            return out
-        records = self.store.page_records(missing)
-        self.batches += 1
+        if missing:
+            made = self._render_missing(missing)
+            self.pages_rendered += len(made)
+            self.batches += 1
+            for pgno in missing:
+                out[pgno] = made[pgno]
+        return out
+
+    def _render_missing(self, missing: list[int]) -> dict[int, bytes]:
+        g = self.geometry
+        records = self.pagemap.records(missing)
+        made: dict[int, bytes] = {}
         leaves: dict[str, list[PageRecord]] = defaultdict(list)
         overflow: dict[str, list[PageRecord]] = defaultdict(list)
-        made: dict[int, bytes] = {}
+        raw: list[int] = []
         for pgno in missing:
-            record = records.get(pgno)
+            record = records[pgno]
             if record is None:
-                made[pgno] = bytes(self.page_size)
+                made[pgno] = bytes(g.page_size)
+            elif record.data:
+                made[pgno] = self.raw_image(pgno, record.data)
             elif record.data is not None:
-                made[pgno] = self._raw(pgno, record.data)
-            elif record.kind == "table_leaf":
-                leaves[record.owner or ""].append(record)
-            elif record.kind == "overflow":
-                overflow[record.owner or ""].append(record)
+                raw.append(pgno)  # raw, its bytes not at hand
+            elif record.kind == PageKind.TABLE_LEAF and record.owner in self.tables:
+                leaves[record.owner].append(record)
+            elif record.kind == PageKind.OVERFLOW and record.owner in self.tables:
+                overflow[record.owner].append(record)
             else:
-                if record.kind != "free":
-                    log.warning("page %d: %s page without data renders as zeros", pgno, record.kind)
-                made[pgno] = bytes(self.page_size)
+                if record.kind != PageKind.FREE:
+                    log.warning(
+                        "page %d: %s page with no bytes renders as zeros", pgno, record.kind
+                    )
+                made[pgno] = bytes(g.page_size)
+        if raw:
+            stored = self.store.page_records(raw)
+            for pgno in raw:
+                record = stored.get(pgno)
+                if record is None or record.data is None:
+                    log.warning("page %d: no bytes stored for a raw page: zeros", pgno)
+                    made[pgno] = bytes(g.page_size)
+                else:
+                    made[pgno] = self.raw_image(pgno, record.data)
         for owner, recs in leaves.items():
             self._render_leaves(owner, recs, made)
         for owner, recs in overflow.items():
             self._render_overflow(owner, recs, made)
-        self.pages_rendered += len(made)
         for pgno, image in made.items():
-            self._pages.put(pgno, image)
-        out.update(made)
-        return out
+            self.cache.put(pgno, image)
+        return made
 
-    def _raw(self, pgno: int, data: bytes) -> bytes:
-        if len(data) != self.page_size:
-            raise CorruptPageError(pgno, f"stored page has {len(data)} bytes, not {self.page_size}")
-        if pgno == 1 and self.state.header is not None:
-            return bytes(self.state.header) + bytes(data[HEADER_SIZE:])
+    def raw_image(self, pgno: int, data: bytes) -> bytes:
+        """The image of a raw page from its stored bytes (page 1 with the current header)."""
+        g = self.geometry
+        if len(data) != g.page_size:
+            raise CorruptPageError(pgno, f"stored page has {len(data)} bytes, not {g.page_size}")
+        if pgno == 1 and g.header is not None:
+            return bytes(g.header) + bytes(data[HEADER_SIZE:])
         return bytes(data)
 
+    # ------------------------------------------------------------------ table leaves
+
     def _render_leaves(self, owner: str, recs: list[PageRecord], out: dict[int, bytes]) -> None:
-        ranged = sorted((r for r in recs if r.lo is not None), key=lambda r: r.lo)
+        ranged = sorted((r for r in recs if r.lo is not None), key=lambda r: r.lo or 0)
         for rec in recs:
             if rec.lo is None:
-                out[rec.pgno] = self._encode_leaf(rec.pgno, [])
-        for run in _runs(ranged):
-            cells = self.store.leaf_cells(owner, run[0].lo, max(r.hi for r in run))
-            rowids = [c[0] for c in cells]
-            for rec in run:
-                start = bisect.bisect_left(rowids, rec.lo)
-                end = bisect.bisect_right(rowids, rec.hi)
-                out[rec.pgno] = self._encode_leaf(rec.pgno, cells[start:end], owner)
+                out[rec.pgno] = self._encode_leaf(rec.pgno, [], owner)
+        for start in range(0, len(ranged), MAX_RANGES_PER_QUERY):
+            chunk = ranged[start : start + MAX_RANGES_PER_QUERY]
+            ranges = [(r.lo or 0, r.hi if r.hi is not None else r.lo or 0) for r in chunk]
+            rows = self.store.leaf_rows(owner, _merge_ranges(ranges))
+            position = 0
+            for rec in chunk:
+                lo, hi = rec.lo or 0, rec.hi if rec.hi is not None else rec.lo or 0
+                while position < len(rows) and rows[position].rowid < lo:
+                    position += 1
+                first = position
+                while position < len(rows) and rows[position].rowid <= hi:
+                    position += 1
+                out[rec.pgno] = self._encode_leaf(rec.pgno, rows[first:position], owner)
 
-    def _encode_leaf(
-        self, pgno: int, cells: list[tuple[int, bytes, int | None]], owner: str = ""
-    ) -> bytes:
-        built = []
-        for rowid, payload, first_overflow in cells:
+    def _encode_leaf(self, pgno: int, rows: list[LeafRow], owner: str) -> bytes:
+        g = self.geometry
+        cells = []
+        for row in rows:
             try:
-                cell = make_table_leaf_cell(rowid, payload, self.usable_size, first_overflow)
+                cells.append(
+                    make_table_leaf_cell(row.rowid, row.payload, g.usable_size, row.first_overflow)
+                )
             except ValueError as exc:  # the chain table disagrees with the payload size
-                raise CorruptPageError(pgno, f"row {rowid} of {owner}: {exc}") from exc
-            if first_overflow:
-                self._payloads.put((owner, rowid), (payload, None))
-            built.append(cell)
-        page = BTreePage(pgno, PageType.TABLE_LEAF, built, None, 0, 0, 0)
-        prefix = bytes(self.state.header or b"") if pgno == 1 else b""
+                raise CorruptPageError(pgno, f"row {row.rowid} of {owner}: {exc}") from exc
+        page = BTreePage(pgno, PageType.TABLE_LEAF, cells, None, 0, 0, 0)
+        prefix = bytes(g.header or b"") if pgno == 1 else b""
         try:
-            return encode_btree_page(page, self.page_size, self.usable_size, prefix)
+            return encode_btree_page(page, g.page_size, g.usable_size, prefix)
         except ValueError as exc:
             raise CorruptPageError(pgno, f"the rows of {owner} do not fit the page: {exc}") from exc
 
+    # ------------------------------------------------------------------ overflow pages
+
     def _render_overflow(self, owner: str, recs: list[PageRecord], out: dict[int, bytes]) -> None:
-        rowids = {r.lo for r in recs if r.lo is not None}
-        known: dict[int, tuple[bytes, list[int] | None]] = {}
-        for rowid in rowids:
-            item = self._payloads.get((owner, rowid))
-            if item is not None:
-                known[rowid] = item
-        need_payload = [r for r in rowids if r not in known]
-        need_chain = [r for r in rowids if r not in known or known[r][1] is None]
-        payloads = self.store.row_payloads(owner, need_payload) if need_payload else {}
-        chains = self.store.overflow_chains(owner, need_chain) if need_chain else {}
-        for rowid in rowids:
-            payload = payloads.get(rowid) if rowid not in known else known[rowid][0]
-            chain = chains.get(rowid) if rowid in chains else known.get(rowid, (b"", None))[1]
-            if payload is not None and chain is not None:
-                known[rowid] = (payload, chain)
-                self._payloads.put((owner, rowid), (payload, chain))
+        """Render the chains the overflow pages in `recs` belong to.
+
+        Pages of a chain that were not asked for go straight to the cache: the
+        whole chain when the cache has a disk behind it, else the pages from the
+        one asked for on, up to a quarter of the memory cache.
+        """
+        wanted = {r.pgno for r in recs}
+        rows = self._chain_rows(owner, sorted({r.lo for r in recs if r.lo is not None}))
         for rec in recs:
-            item = known.get(rec.lo) if rec.lo is not None else None
-            if item is None or item[1] is None:
+            if rec.pgno in out:
+                continue
+            row = rows.get(rec.lo) if rec.lo is not None else None
+            if row is None:
                 log.warning("page %d: overflow page of a missing row of %s", rec.pgno, owner)
-                out[rec.pgno] = bytes(self.page_size)
+                out[rec.pgno] = bytes(self.geometry.page_size)
                 continue
-            out[rec.pgno] = self._encode_overflow(rec, owner, *item)
-
-    def _encode_overflow(self, rec: PageRecord, owner: str, payload: bytes, chain) -> bytes:
-        _, chunks = split_payload(payload, self.usable_size, PageType.TABLE_LEAF)
-        seq = rec.seq if rec.seq is not None else -1
-        if len(chunks) != len(chain) or not 0 <= seq < len(chain) or chain[seq] != rec.pgno:
-            raise CorruptPageError(
-                rec.pgno,
-                f"overflow page {seq} of row {rec.lo} of {owner} does not match its chain",
+            payload, chain = row
+            first = (
+                0
+                if self.cache.disk is not None
+                else chain.index(rec.pgno)
+                if rec.pgno in chain
+                else 0
             )
+            limit = len(chain) if self.cache.disk is not None else first + self._window()
+            for pgno, image in chain_pages(
+                self.geometry, owner, rec.lo or 0, payload, chain, first, limit
+            ):
+                if pgno in wanted:
+                    out[pgno] = image
+                elif pgno not in out:
+                    self.cache.put(pgno, image)
+                    self.pages_rendered += 1
+            if rec.pgno not in out:
+                raise CorruptPageError(
+                    rec.pgno,
+                    f"overflow page {rec.seq} of row {rec.lo} of {owner} is not in its chain",
+                )
+
+    def _window(self) -> int:
+        return max(16, self.cache.memory_bytes // 4 // self.geometry.page_size)
+
+    def _chain_rows(self, owner: str, rowids: list[int]) -> dict[int, tuple[bytes, list[int]]]:
+        found: dict[int, tuple[bytes, list[int]]] = {}
+        slot = self._slot
+        if slot is not None and slot[0] == owner and slot[1] in rowids:
+            found[slot[1]] = (slot[2], slot[3])
+        need = [r for r in rowids if r not in found]
+        payloads = self.store.row_payloads(owner, need) if need else {}
+        chains = self.store.overflow_chains(owner, need) if need else {}
+        for rowid in need:
+            if rowid in payloads and rowid in chains:
+                found[rowid] = (payloads[rowid], chains[rowid])
+        if found:
+            longest = max(found, key=lambda r: len(found[r][1]))
+            if len(found[longest][1]) > 1:
+                self._slot = (owner, longest, *found[longest])
+        return found
+
+
+def chain_pages(
+    geometry: Geometry,
+    owner: str,
+    rowid: int,
+    payload: bytes,
+    chain: list[int],
+    first: int = 0,
+    limit: int | None = None,
+) -> Iterator[tuple[int, bytes]]:
+    """Overflow pages `first` up to `limit` of one row (fileformat2 §1.6), each one slice of
+    the payload: linear in the pages made."""
+    step = geometry.usable_size - 4
+    n_local = local_payload_size(len(payload), geometry.usable_size, PageType.TABLE_LEAF)
+    expected = -(-(len(payload) - n_local) // step)
+    if expected != len(chain):
+        raise CorruptPageError(
+            chain[0] if chain else None,
+            f"row {rowid} of {owner}: its chain has {len(chain)} pages, the payload needs "
+            f"{expected}",
+        )
+    view = memoryview(payload)
+    stop = len(chain) if limit is None else min(limit, len(chain))
+    for seq in range(first, stop):
+        start = n_local + seq * step
         following = chain[seq + 1] if seq + 1 < len(chain) else 0
-        return encode_overflow_page(following, chunks[seq], self.page_size)
+        yield (
+            chain[seq],
+            encode_overflow_page(following, view[start : start + step], geometry.page_size),
+        )
 
 
-def _runs(recs: list[PageRecord]) -> list[list[PageRecord]]:
-    """Group leaves (sorted by lo) whose rowid ranges lie close together."""
-    runs: list[list[PageRecord]] = []
-    hi = 0
-    for rec in recs:
-        if runs:
-            run = runs[-1]
-            lo = run[0].lo
-            if rec.lo - hi <= max(MIN_MERGE_GAP, hi - lo) and len(run) < MAX_LEAVES_PER_QUERY:
-                run.append(rec)
-                hi = max(hi, rec.hi)
-                continue
-        runs.append([rec])
-        hi = rec.hi
-    return runs
+def _merge_ranges(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Sorted ranges with touching or overlapping ones joined (one index range scan each)."""
+    merged: list[tuple[int, int]] = []
+    for lo, hi in sorted(ranges):
+        if merged and lo <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(hi, merged[-1][1]))
+        else:
+            merged.append((lo, hi))
+    return merged

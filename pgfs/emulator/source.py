@@ -4,7 +4,8 @@ Everything in the emulator works on page images. A `PageSource` gives the
 image of page `pgno` (1-based) of one version of a database:
 
 - `FilePageSource` reads a real SQLite file lazily (import);
-- `StorePageSource` renders the current PostgreSQL state (the old version in a diff);
+- `pgfs.emulator.database.Database` renders the store's current state (the
+  old version in a diff);
 - `OverlayPageSource` puts the pages of a commit over another source (the new version).
 """
 
@@ -12,18 +13,12 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from pgfs.sqlite.errors import CorruptPageError, NotADatabaseError
 from pgfs.sqlite.header import HEADER_SIZE, DatabaseHeader
-
-if TYPE_CHECKING:
-    from pgfs.emulator.render import PageRenderer
-    from pgfs.store.store import Store, StoreState
-
-LOCK_BYTE_OFFSET = 2**30
 
 
 @runtime_checkable
@@ -38,18 +33,9 @@ class PageSource(Protocol):
         """The image of page `pgno` (1 <= pgno <= page_count), `page_size` bytes."""
         ...
 
-
-def lock_byte_page(page_size: int) -> int:
-    """The page holding byte offset 2**30 (fileformat2 §1.4): never used by SQLite."""
-    return LOCK_BYTE_OFFSET // page_size + 1
-
-
-def read_many(source: PageSource, pgnos: Iterable[int]) -> dict[int, bytes]:
-    """Images of several pages, in one batch when the source supports it."""
-    batch = getattr(source, "read_many", None)
-    if batch is not None:
-        return batch(pgnos)
-    return {pgno: source.read(pgno) for pgno in pgnos}
+    def read_many(self, pgnos: Iterable[int]) -> dict[int, bytes]:
+        """Images of several pages, in one batch where the source can."""
+        ...
 
 
 def header_page_count(header: DatabaseHeader, file_size: int) -> int:
@@ -113,6 +99,9 @@ class FilePageSource:
             self._cache.popitem(last=False)
         return data
 
+    def read_many(self, pgnos: Iterable[int]) -> dict[int, bytes]:
+        return {pgno: self.read(pgno) for pgno in pgnos}
+
     def close(self) -> None:
         if self._fd >= 0:
             os.close(self._fd)
@@ -125,35 +114,6 @@ class FilePageSource:
         self.close()
 
 
-class StorePageSource:
-    """The current PostgreSQL state as page images: a thin face over a PageRenderer."""
-
-    def __init__(
-        self, store: Store, state: StoreState, renderer: PageRenderer | None = None
-    ) -> None:
-        from pgfs.emulator.render import PageRenderer
-
-        self.renderer = renderer if renderer is not None else PageRenderer(store, state)
-
-    @property
-    def page_size(self) -> int:
-        return self.renderer.page_size
-
-    @property
-    def usable_size(self) -> int:
-        return self.renderer.usable_size
-
-    @property
-    def page_count(self) -> int:
-        return self.renderer.page_count
-
-    def read(self, pgno: int) -> bytes:
-        return self.renderer.render(pgno)
-
-    def read_many(self, pgnos: Iterable[int]) -> dict[int, bytes]:
-        return self.renderer.render_many(pgnos)
-
-
 class OverlayPageSource:
     """`changed` pages over `base`: the database after a commit.
 
@@ -161,7 +121,7 @@ class OverlayPageSource:
     changed pages (a VACUUM may change them), else from the base.
     """
 
-    def __init__(self, base: PageSource, changed: dict[int, bytes], page_count: int) -> None:
+    def __init__(self, base: PageSource, changed: Mapping[int, bytes], page_count: int) -> None:
         self.base = base
         self.changed = changed
         self.page_count = page_count
@@ -197,7 +157,7 @@ class OverlayPageSource:
                 else:
                     rest.append(pgno)
         if rest:
-            out.update(read_many(self.base, rest))
+            out.update(self.base.read_many(rest))
         return out
 
     def _check(self, pgno: int) -> None:

@@ -85,6 +85,18 @@ def _log_level_is_default(ctx: click.Context) -> bool:
     default=None,
     help="Serve Prometheus /metrics and /healthz (PostgreSQL reachable) there.",
 )
+@click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path(".pgfs/cache"),
+    show_default=True,
+    help="Local page cache (kept across restarts while the store is unchanged).",
+)
+@click.option(
+    "--takeover",
+    is_flag=True,
+    help="Take the store's writer lease from another mount (which then fails its writes).",
+)
 @click.option("--allow-other", is_flag=True, help="Let other users see the mount (FUSE).")
 @click.option("--read-only", is_flag=True, help="Refuse every write (EROFS).")
 @click.option("--uid", type=int, default=None, help="Owner of the database files.")
@@ -110,6 +122,8 @@ def mount_command(
     log_file: Path,
     backing_dir: Path | None,
     metrics_addr: str | None,
+    cache_dir: Path,
+    takeover: bool,
     allow_other: bool,
     read_only: bool,
     uid: int | None,
@@ -156,6 +170,8 @@ def mount_command(
         attr_timeout=attr_timeout,
         backing_dir=backing_dir,
         metrics_addr=metrics_addr,
+        takeover=takeover,
+        cache_dir=cache_dir,
     )
     try:
         control.serve(options)
@@ -182,7 +198,7 @@ def _daemonize(ctx: click.Context, mountpoint: Path, log_file: Path, dsn: str | 
         if name == "names":
             for item in value:
                 argv += ["--name", item]
-        elif name in ("data_dir", "backing_dir") and value is not None:
+        elif name in ("data_dir", "backing_dir", "cache_dir") and value is not None:
             argv += [option, str(Path(value).absolute())]
         elif name == "mode":
             argv += [option, f"{value:o}"]

@@ -42,6 +42,7 @@ log = logging.getLogger("pgfs.fuse")
 
 DEFAULT_NAME = "jellyfin.db"
 DEFAULT_DATA_DIR = Path(".pgfs/postgres")
+DEFAULT_CACHE_DIR = Path(".pgfs/cache")
 _LIBPQ_TARGET_ENV = ("PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGSERVICE", "PGUSER")
 
 
@@ -65,6 +66,8 @@ class ServeOptions:
     attr_timeout: float = 30.0
     backing_dir: Path | None = None
     metrics_addr: str | None = None
+    takeover: bool = False
+    cache_dir: Path | None = DEFAULT_CACHE_DIR
 
 
 def schemas_for(names: Sequence[str], meta_schema: str, data_schema: str) -> list[tuple[str, str]]:
@@ -107,13 +110,13 @@ def wants_embedded_cluster(dsn: str | None) -> bool:
 @contextlib.contextmanager
 def _databases(options: ServeOptions) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
     """Open a store and Database per name; yields (databases, status extras)."""
-    from pgfs.emulator.database import Database
+    from pgfs.store import open_store
     from pgfs.store.cluster import ClusterError, EmbeddedCluster
     from pgfs.store.dsn import redact_dsn, resolve_dsn
-    from pgfs.store.store import Store
 
     cluster = None
     stores: list[Any] = []
+    opened: list[Any] = []
     extras: dict[str, Any] = {}
     try:
         if wants_embedded_cluster(options.dsn):
@@ -131,10 +134,10 @@ def _databases(options: ServeOptions) -> Iterator[tuple[dict[str, Any], dict[str
         databases: dict[str, Any] = {}
         schemas = schemas_for(options.names, options.meta_schema, options.data_schema)
         for name, (meta, data) in zip(options.names, schemas, strict=True):
-            store = Store.connect(dsn, meta_schema=meta, data_schema=data)
+            store = open_store(dsn, meta_schema=meta, data_schema=data)
             stores.append(store)
-            store.initialise()
-            databases[name] = Database.open(store)
+            databases[name] = _open_database(store, options, meta)
+            opened.append(databases[name])
             log.info(
                 "%s: schemas %s/%s, %d pages of %d bytes",
                 name,
@@ -148,6 +151,9 @@ def _databases(options: ServeOptions) -> Iterator[tuple[dict[str, Any], dict[str
         }
         yield databases, extras
     finally:
+        for database in opened:
+            with contextlib.suppress(Exception):
+                database.close()
         for store in stores:
             with contextlib.suppress(Exception):
                 store.close()
@@ -155,6 +161,28 @@ def _databases(options: ServeOptions) -> Iterator[tuple[dict[str, Any], dict[str
             log.info("stopping the embedded PostgreSQL")
             with contextlib.suppress(Exception):
                 cluster.stop()
+
+
+def _open_database(store: Any, options: ServeOptions, meta_schema: str) -> Any:
+    """Take the store's writer lease, then open its database over the local page cache."""
+    from pgfs.emulator.database import Database
+    from pgfs.emulator.pagecache import CacheStamp, DiskPages, PageCache
+    from pgfs.store.errors import LeaseHeldError
+    from pgfs.store.interface import LeaseHolder
+
+    store.initialise()
+    if not options.read_only:
+        holder = LeaseHolder.this_process(str(Path(options.mountpoint).absolute()))
+        try:
+            store.acquire_lease(holder, takeover=options.takeover)
+        except LeaseHeldError as exc:
+            raise ControlError(str(exc)) from None
+    state = store.load_state()
+    disk = None
+    if options.cache_dir is not None:
+        folder = Path(options.cache_dir).absolute() / meta_schema
+        disk = DiskPages.open(folder, CacheStamp(state.store_id, state.commit_seq, state.page_size))
+    return Database(store, state, PageCache(disk=disk))
 
 
 def serve(options: ServeOptions) -> None:

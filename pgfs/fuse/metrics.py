@@ -104,7 +104,7 @@ def render_metrics(session: MountSession) -> str:
             "pgfs_page_cache_hits_total",
             "counter",
             "Page reads served from pgfs' own page cache.",
-            lambda f: f.database.renderer.cache_hits,
+            lambda f: f.database.cache.hits + f.database.cache.disk_hits,
         ),
         (
             "pgfs_database_pages",

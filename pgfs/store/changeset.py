@@ -1,38 +1,60 @@
-"""The store's input: everything one SQLite commit changed, as built by the emulator.
+"""The store's input: everything one SQLite commit changes, as the emulator builds it.
 
-A `Changeset` is applied by `Store.apply` (or `StoreTransaction.apply`) in one
-PostgreSQL transaction. Its parts are applied in this order: schema changes
-(drops, renames, creates, alters), table rows (replace_all truncation, deletes,
-upserts), overflow chains, page records, meta (header, page count, schema
-mirror), then the commit log.
+A commit is written by `Store.write` as one server transaction. It may come
+in several `Changeset` parts (a big commit or an import streams them, so memory
+does not grow with its size); the parts are applied in order, each part's
+pieces in this order: schema changes (drops, renames, creates, alters), table
+rows (replace_all, deletes, upserts), overflow chains, page records, and meta
+(header, page count, schema mirror) from the last part that carries them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from pgfs.sqlite.schema import SchemaEntry, TableDefinition
 
-PAGE_KINDS = frozenset(
-    {
-        "table_leaf",
-        "table_interior",
-        "index_leaf",
-        "index_interior",
-        "overflow",
-        "freelist_trunk",
-        "free",
-        "ptrmap",
-    }
+
+class PageKind(StrEnum):
+    """What a page is (README Design, "What the server holds")."""
+
+    TABLE_LEAF = "table_leaf"
+    TABLE_INTERIOR = "table_interior"
+    INDEX_LEAF = "index_leaf"
+    INDEX_INTERIOR = "index_interior"
+    OVERFLOW = "overflow"
+    FREELIST_TRUNK = "freelist_trunk"
+    FREE = "free"
+    PTRMAP = "ptrmap"
+
+    @property
+    def is_btree(self) -> bool:
+        return self in _BTREE_KINDS
+
+
+_BTREE_KINDS = frozenset(
+    {PageKind.TABLE_LEAF, PageKind.TABLE_INTERIOR, PageKind.INDEX_LEAF, PageKind.INDEX_INTERIOR}
 )
-"""Allowed values of `PageRecord.kind` (README Design, "What PostgreSQL holds")."""
 
 
-@dataclass
+class CommitSource(StrEnum):
+    """Where a write came from (the commit log's `source`)."""
+
+    IMPORT = "import"
+    JOURNAL = "journal"
+    WAL = "wal"
+    CLEAR = "clear"
+    UNDO = "undo"
+    """A commit that puts back what SQLite was told when an earlier commit whose
+    outcome was unknown turned out to have landed (README "Failures")."""
+
+
+@dataclass(frozen=True, slots=True)
 class PageRecord:
-    """One row of `pgfs.pages`: what page `pgno` is and, for raw pages, its bytes.
+    """One entry of the page map: what page `pgno` is and, for raw pages, its bytes.
 
     - table leaf of a rendered table: `owner`, `lo`/`hi` = the rowid range the
       page holds exactly (both None for an empty leaf), `data` None;
@@ -43,33 +65,50 @@ class PageRecord:
     """
 
     pgno: int
-    kind: str
+    kind: PageKind
     owner: str | None
     lo: int | None = None
     hi: int | None = None
     seq: int | None = None
     data: bytes | None = None
 
+    @property
+    def raw(self) -> bool:
+        """True when the page's bytes are stored (else it is rendered, or a free page)."""
+        return self.data is not None
+
+    def without_data(self) -> PageRecord:
+        """The record as the page map keeps it in memory: a raw page's bytes are
+        replaced by b"" (they live in the page cache, or are read again)."""
+        if not self.data:
+            return self
+        return PageRecord(self.pgno, self.kind, self.owner, self.lo, self.hi, self.seq, b"")
+
 
 @dataclass
 class TableRows:
-    """Row changes of one table that has a data-schema table.
+    """Row changes of one table that has a data table.
 
-    `upserts` maps rowid -> SQLite record payload (the full payload, overflow
-    included); `deletes` are rowids; `replace_all` empties the table (and its
-    overflow chains) before the upserts. For a WITHOUT ROWID table (a mirror
-    table) the rows are replaced wholesale: its first TableRows in a
-    transaction empties the mirror, later ones (parts of a streamed import)
-    append; the keys of `upserts` only give the order, `deletes` is ignored.
+    `inserted` and `updated` map rowid -> the SQLite record payload (the full
+    payload, overflow included): the emulator knows which rows are new.
+    `deleted` are rowids. `replace_all` empties the table (and its overflow
+    chains) before the rows are written: every row is then in `inserted`.
+    For a WITHOUT ROWID table (a mirror table) the rows are replaced wholesale:
+    its first TableRows in a write empties the mirror, later ones (parts of a
+    streamed write) append; the keys of `inserted` only give the order.
     """
 
     table: str
-    upserts: dict[int, bytes] = field(default_factory=dict)
-    deletes: set[int] = field(default_factory=set)
+    inserted: dict[int, bytes] = field(default_factory=dict)
+    updated: dict[int, bytes] = field(default_factory=dict)
+    deleted: set[int] = field(default_factory=set)
     replace_all: bool = False
 
     def is_empty(self) -> bool:
-        return not (self.upserts or self.deletes or self.replace_all)
+        return not (self.inserted or self.updated or self.deleted or self.replace_all)
+
+    def row_count(self) -> int:
+        return len(self.inserted) + len(self.updated) + len(self.deleted)
 
 
 @dataclass
@@ -81,6 +120,8 @@ class SchemaChange:
     renames, creates (a created name whose table still exists is dropped and
     recreated: SQLite names are unique, so the old table is gone), alters
     (old definition, new definition; the table already has its new name).
+    `renamed` lists every renamed object that owns pages (indexes too): page
+    and chain owners follow the rename.
     """
 
     created: list[TableDefinition] = field(default_factory=list)
@@ -94,22 +135,22 @@ class SchemaChange:
 
 @dataclass
 class Changeset:
-    """Everything one commit (or one part of an import) changes in PostgreSQL.
+    """Everything one commit (or one part of a streamed write) changes in the store.
 
-    - `source`: "import", "journal", "wal", ... (goes to the commit log);
+    - `source`: where it comes from (goes to the commit log);
     - `header`: the new 100-byte database header (page 1's first 100 bytes);
     - `page_count`: the new size of the database in pages;
     - `schema_entries`: the full new `sqlite_schema` when it changed, else None;
     - `rows`: table name -> row changes;
-    - `chains`: (table, rowid) -> overflow page numbers of that row (set; an
-      empty list removes the chain; deleted rows and replace_all tables lose
-      theirs automatically);
+    - `chains`: (table, rowid) -> overflow page numbers of that row (an empty
+      list removes the chain; deleted rows and replace_all tables lose theirs
+      automatically);
     - `pages`: page records to upsert;
     - `removed_pages_from`: delete every page record with pgno >= this
       (the file shrank), applied after the upserts.
     """
 
-    source: str
+    source: CommitSource
     header: bytes
     page_count: int
     schema_entries: list[SchemaEntry] | None = None
@@ -129,3 +170,6 @@ class Changeset:
             and not self.pages
             and self.removed_pages_from is None
         )
+
+    def row_count(self) -> int:
+        return sum(rows.row_count() for rows in self.rows.values())

@@ -1,18 +1,26 @@
-"""Errors raised by the PostgreSQL store.
+"""Errors raised by a store, whatever its backend.
 
-Every message is safe to print: none of them ever contains a password (DSNs
-in messages go through `pgfs.store.dsn.redact_dsn`).
+Every message is safe to print: none of them ever contains a password.
 """
 
 from __future__ import annotations
 
 
 class StoreError(Exception):
-    """PostgreSQL refused or failed an operation; the store is unchanged."""
+    """The server refused or failed an operation; the store is unchanged."""
 
 
 class StoreUnavailableError(StoreError):
-    """PostgreSQL cannot be reached, or the connection was lost mid-operation."""
+    """The server cannot be reached, or the connection was lost mid-operation."""
+
+
+class CommitOutcomeUnknownError(StoreUnavailableError):
+    """The connection was lost after a commit was sent, and the server could not be
+    asked within the deadline whether it landed. `commit_id` finds out later."""
+
+    def __init__(self, message: str, commit_id: object) -> None:
+        super().__init__(message)
+        self.commit_id = commit_id
 
 
 class StoreNotEmptyError(StoreError):
@@ -21,3 +29,11 @@ class StoreNotEmptyError(StoreError):
 
 class StoreConflictError(StoreError):
     """The schemas pgfs would use hold something pgfs did not create."""
+
+
+class LeaseHeldError(StoreError):
+    """Another mount (or import) is the store's writer and is alive."""
+
+
+class LeaseLostError(StoreError):
+    """This process was the store's writer, and another one took over: it may not write."""

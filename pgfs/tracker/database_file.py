@@ -46,6 +46,7 @@ import trio
 
 from pgfs.sqlite.header import DatabaseHeader
 from pgfs.sqlite.journal import JOURNAL_MAGIC, journal_is_finalized
+from pgfs.store.changeset import CommitSource
 from pgfs.tracker.blocks import BlockMap, assemble, base_ranges, plan_read
 from pgfs.tracker.wal_log import WalLog, WalTransaction
 
@@ -65,7 +66,9 @@ class Backend(Protocol):
 
     def read(self, pgno: int) -> bytes: ...
 
-    def commit(self, changed: dict[int, bytes], page_count: int, source: str) -> Any: ...
+    def read_many(self, pgnos: list[int]) -> dict[int, bytes]: ...
+
+    def commit(self, changed: dict[int, bytes], page_count: int, source: CommitSource) -> Any: ...
 
 
 class Role(Enum):
@@ -476,7 +479,7 @@ class DatabaseFile:
             changed = {p: img for p, img in changed.items() if current[p] != img}
             if not changed:
                 return None
-        stats = self.database.commit(changed, page_count, "journal")
+        stats = self.database.commit(changed, page_count, CommitSource.JOURNAL)
         return stats, len(changed), page_count
 
     # --- WAL ------------------------------------------------------------------------
@@ -520,7 +523,10 @@ class DatabaseFile:
                     if (pgno - 1) not in self.preimages:  # a checkpoint write may have won
                         self.preimages.put(pgno - 1, image)
             stats = await trio.to_thread.run_sync(
-                self.database.commit, dict(transaction.pages), transaction.page_count, "wal"
+                self.database.commit,
+                dict(transaction.pages),
+                transaction.page_count,
+                CommitSource.WAL,
             )
         except Exception as exc:
             self._failed("wal", exc)

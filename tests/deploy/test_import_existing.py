@@ -159,7 +159,7 @@ def test_backup_names_never_overwrite(tmp_path: Path) -> None:
 
 
 def needs_pgfs_import() -> None:
-    for module in ("pgfs.cli", "pgfs.store.store", "pgfs.store.dsn", "pgfs.emulator.transfer"):
+    for module in ("pgfs.cli", "pgfs.store", "pgfs.store.dsn", "pgfs.emulator.importer"):
         if importlib.util.find_spec(module) is None:
             pytest.skip(f"{module} is not written yet: the import step cannot run")
 

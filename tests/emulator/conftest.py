@@ -8,7 +8,7 @@ import pytest
 
 pytest.register_assert_rewrite("invariants", "dbgen")
 
-from pgfs.store.store import Store  # noqa: E402
+from pgfs.store.postgres import PostgresStore as Store  # noqa: E402
 
 
 @pytest.fixture

@@ -22,9 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pgfs.emulator.database import Database
-from pgfs.emulator.transfer import compare_with_sqlite, export_file, import_file
+from pgfs.emulator.exporter import compare_with_sqlite, export_file
+from pgfs.emulator.importer import import_file
 from pgfs.sqlite.btree import parse_btree_page
 from pgfs.sqlite.header import DatabaseHeader
+from pgfs.store.changeset import CommitSource
+from pgfs.store.interface import LeaseHolder
 
 BTREE_KINDS = {"table_leaf", "table_interior", "index_leaf", "index_interior"}
 
@@ -178,6 +181,7 @@ class CommitHarness:
         self.folder = folder
         self.check_pages = check_pages
         import_file(store, source, progress=False)
+        store.acquire_lease(LeaseHolder.this_process("tests/emulator"))
         self.database = Database.open(store)
         self.local = folder / "local.db"
         export_file(store, self.local, progress=False, force=True)
@@ -201,7 +205,7 @@ class CommitHarness:
         after = self.local.read_bytes()
         changed, count = changed_pages(before, after)
         rendered_before = self.database.renderer.pages_rendered
-        stats = self.database.commit(changed, count, "test")
+        stats = self.database.commit(changed, count, CommitSource.JOURNAL)
         self.commits += 1
         result = CommitResult(
             len(changed), count, self.database.renderer.pages_rendered - rendered_before, stats

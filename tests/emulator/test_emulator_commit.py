@@ -87,7 +87,7 @@ def test_same_size_in_place_update_of_overflow_only(harness: CommitHarness) -> N
     result = harness.run(update)
     assert result.changed == 2  # page 1 (change counter) and one overflow page
     changeset = harness.database.last_changeset
-    assert list(changeset.rows["big"].upserts) == [rowid]
+    assert list(changeset.rows["big"].updated) == [rowid]
     assert [p.kind for p in changeset.pages] == ["table_interior", "overflow"]
 
 
@@ -185,14 +185,14 @@ def test_commit_cost_is_proportional_to_changed_pages(store, tmp_path: Path) -> 
     conn.close()
     harness = CommitHarness(store, source, tmp_path, check_pages=False)
     assert harness.database.page_count > 1500
-    harness.database.renderer.clear()
+    harness.database.cache.clear()
     result = harness.run("UPDATE t SET v = 'changed' WHERE id = 12345", check=False)
     diff = harness.database.last_diff
     assert result.changed <= 3
     assert result.pages_rendered <= 2 * result.changed + 2
     assert diff.old_records <= 2 * result.changed + 2
     assert diff.rows_examined < 200
-    harness.database.renderer.clear()
+    harness.database.cache.clear()
     result = harness.run(
         "INSERT INTO t (v, blob) SELECT 'new', randomblob(9000) FROM t WHERE id < 20", check=False
     )

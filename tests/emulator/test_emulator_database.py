@@ -16,17 +16,28 @@ from invariants import (
 )
 
 from pgfs.emulator.database import Database
-from pgfs.emulator.render import PageRenderer
-from pgfs.emulator.source import FilePageSource, OverlayPageSource, lock_byte_page
-from pgfs.emulator.transfer import import_file
+from pgfs.emulator.importer import import_file
+from pgfs.emulator.source import FilePageSource, OverlayPageSource
 from pgfs.sqlite.errors import CorruptPageError, NotADatabaseError
+from pgfs.sqlite.header import lock_byte_page
+from pgfs.store.changeset import CommitSource
+from pgfs.store.interface import LeaseHolder
+
+TEST = CommitSource.JOURNAL
+
+
+def _writer(store) -> Database:
+    """The store's Database, opened as a mount opens it: holding the writer lease."""
+    store.initialise()
+    store.acquire_lease(LeaseHolder.this_process("tests/emulator"))
+    return Database.open(store)
 
 
 def _imported_database(store, tmp_path: Path) -> Database:
     """A Database over the store after importing a 1024-byte-page all-types file."""
     source = build_all_types(tmp_path / "src.db", page_size=1024, big_rows=2)
     import_file(store, source, progress=False)
-    return Database.open(store)
+    return _writer(store)
 
 
 def _read_all(database: Database) -> list[bytes]:
@@ -52,12 +63,12 @@ def _changed_copy(
 def test_first_commit_creates_the_database(store, tmp_path: Path) -> None:
     """A new SQLite file written through an empty store (what the mount sees when
     the application creates its database)."""
-    database = Database.open(store)
+    database = _writer(store)
     assert database.is_empty and database.page_count == 0
     local = tmp_path / "new.db"
     build_all_types(local, page_size=4096, big_rows=2)
     changed, count = changed_pages(b"", local.read_bytes())
-    database.commit(changed, count, "test")
+    database.commit(changed, count, TEST)
     assert database.page_count == count
     assert_store_matches(store, local)
     assert_export_matches(store, local, tmp_path)
@@ -74,7 +85,7 @@ def test_reads_are_cached_and_commits_refresh_the_cache(store, tmp_path: Path) -
     local, changed, count = _changed_copy(
         tmp_path, b"".join(first), "UPDATE auto SET v = 'cached?' WHERE id = 1"
     )
-    database.commit(changed, count, "test")
+    database.commit(changed, count, TEST)
     for pgno, image in changed.items():
         assert database.read(pgno) == image  # the committed image itself
     assert database.renderer.pages_rendered == rendered
@@ -89,7 +100,7 @@ def test_failed_commit_changes_nothing(store, tmp_path: Path) -> None:
     state = store.inspect()
     broken = {2: b"\x05" + bytes(1023)}  # an interior page with no valid right child
     with pytest.raises(CorruptPageError):
-        database.commit(broken, database.page_count, "test")
+        database.commit(broken, database.page_count, TEST)
     assert _read_all(database) == before
     assert store.inspect()["page_records"] == state["page_records"]
     assert len(store.inspect()["last_commits"]) == len(state["last_commits"])
@@ -102,9 +113,9 @@ def test_lock_byte_page_renders_as_zeros(store, tmp_path: Path) -> None:
     lock = lock_byte_page(65536)
     assert lock == 16385
     big = type(state)(**{**state.__dict__, "page_count": lock + 10})
-    renderer = PageRenderer(store, big)
-    assert renderer.render(lock) == bytes(65536)
-    assert renderer.render(lock + 5) == bytes(65536)  # not stored: zeros
+    database = Database(store, big)
+    assert database.read(lock) == bytes(65536)
+    assert database.read(lock + 5) == bytes(65536)  # not stored: zeros
 
 
 def test_overlay_and_file_sources(tmp_path: Path) -> None:
@@ -151,7 +162,7 @@ def test_reads_and_commits_from_threads(store, tmp_path: Path) -> None:
     threads = [threading.Thread(target=reader) for _ in range(3)]
     for thread in threads:
         thread.start()
-    database.commit(changed, count, "test")
+    database.commit(changed, count, TEST)
     for thread in threads:
         thread.join()
     assert errors == []
@@ -172,7 +183,7 @@ def test_sequential_reads_render_ahead(store, tmp_path: Path) -> None:
     assert renderer.pages_rendered - rendered == database.page_count
     assert renderer.batches - batches < database.page_count / 20
     # a random miss renders only its page
-    database.renderer.clear()
+    database.cache.clear()
     before = database.renderer.pages_rendered
     database.read(200)
     database.read(50)

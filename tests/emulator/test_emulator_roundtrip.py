@@ -17,7 +17,8 @@ from invariants import (
     open_readonly,
 )
 
-from pgfs.emulator.transfer import export_file, import_file, verify
+from pgfs.emulator.exporter import export_file, verify
+from pgfs.emulator.importer import import_file
 
 
 def roundtrip(store, source: Path, folder: Path) -> Path:

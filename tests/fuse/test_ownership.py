@@ -85,7 +85,8 @@ def test_uid_gid_mode_on_the_database_and_its_side_files(
 
 def test_allow_other_lets_another_user_list_the_mount(start, pg_dsn: str) -> None:
     private = start(pg_dsn, OPTIONS)
-    shared = start(pg_dsn, [*OPTIONS, "--allow-other"])
+    other_store = ["--meta-schema", "pgfs_shared", "--data-schema", "shared"]
+    shared = start(pg_dsn, [*OPTIONS, "--allow-other", *other_store])
     denied = subprocess.run(
         [*LIST_AS_NOBODY, str(private.path)], capture_output=True, text=True, timeout=10, env=ENV
     )

@@ -16,9 +16,16 @@ from pgfs.sqlite.btree import parse_btree_page
 from pgfs.sqlite.header import DatabaseHeader, TextEncoding
 from pgfs.sqlite.overflow import assemble_payload
 from pgfs.sqlite.record import encode_record
-from pgfs.sqlite.schema import SchemaEntry, TableDefinition, parse_create_table
-from pgfs.store.changeset import Changeset, PageRecord, SchemaChange, TableRows
-from pgfs.store.ddl import has_data_table
+from pgfs.sqlite.schema import SchemaEntry, TableDefinition, has_data_table, parse_create_table
+from pgfs.store.changeset import (
+    Changeset,
+    CommitSource,
+    PageKind,
+    PageRecord,
+    SchemaChange,
+    TableRows,
+)
+from pgfs.store.interface import CommitStats, Store
 
 
 @dataclass
@@ -92,7 +99,9 @@ def tables_of(entries: list[SchemaEntry]) -> list[TableDefinition]:
     return out
 
 
-def changeset_from_file(path: Path, parts: int = 1, source: str = "import") -> list[Changeset]:
+def changeset_from_file(
+    path: Path, parts: int = 1, source: CommitSource = CommitSource.IMPORT
+) -> list[Changeset]:
     """An import of `path` as `parts` changesets (the first creates the tables)."""
     db = SqliteFile(path)
     entries = db.entries()
@@ -109,13 +118,13 @@ def changeset_from_file(path: Path, parts: int = 1, source: str = "import") -> l
         for rowid, payload, chain in db.rows(roots[table.name]):
             part = changesets[index % parts]
             index += 1
-            rows = part.rows.setdefault(table.name, TableRows(table.name))
-            rows.upserts[rowid] = payload
+            rows = part.rows.setdefault(table.name, TableRows(table.name, replace_all=True))
+            rows.inserted[rowid] = payload
             if chain and table in rowid_tables:
                 part.chains[(table.name, rowid)] = chain
     for pgno in range(1, db.page_count + 1):
         changesets[pgno % parts].pages.append(
-            PageRecord(pgno, "table_leaf", "sqlite_schema", data=db.page(pgno))
+            PageRecord(pgno, PageKind.TABLE_LEAF, "sqlite_schema", data=db.page(pgno))
         )
     return changesets
 
@@ -126,3 +135,13 @@ def header(encoding: TextEncoding = TextEncoding.UTF8, schema_format: int = 4) -
 
 def record(*values, encoding: TextEncoding = TextEncoding.UTF8) -> bytes:
     return encode_record(list(values), encoding)
+
+
+def apply(store: Store, changeset: Changeset) -> CommitStats:
+    """Write one changeset as one commit."""
+    return store.write([changeset], source=changeset.source)
+
+
+def import_file(store: Store, path: Path, parts: int = 1, *, clear: bool = False) -> CommitStats:
+    """Write a whole file (as `parts` changesets) in one transaction."""
+    return store.write(changeset_from_file(path, parts), source=CommitSource.IMPORT, clear=clear)

@@ -9,7 +9,7 @@ import pytest
 
 from pgfs.store.dsn import describe_connect_error, redact_dsn, resolve_dsn
 from pgfs.store.errors import StoreError, StoreUnavailableError
-from pgfs.store.store import Store
+from pgfs.store.postgres import PostgresStore as Store
 
 SECRET = "s3cr3t-Pa55"
 

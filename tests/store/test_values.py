@@ -24,7 +24,7 @@ from psycopg import sql
 from pgfs.sqlite.header import TextEncoding
 from pgfs.sqlite.record import InvalidText, decode_record, encode_record, stored_real
 from pgfs.sqlite.schema import Affinity, TableDefinition, parse_create_table
-from pgfs.store import ddl
+from pgfs.store.postgres import ddl
 from pgfs.store.values import (
     HIDDEN_FIELDS,
     HIDDEN_RECORD,

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 import pytest
 
 from pgfs.emulator.database import Database
-from pgfs.store.store import Store
+from pgfs.store.interface import LeaseHolder
+from pgfs.store.postgres import PostgresStore as Store
 from pgfs.tracker.database_file import DatabaseFile
 
 from .vfs import TrackerVFS, TrioThread
@@ -36,6 +37,7 @@ def loop() -> Iterator[TrioThread]:
 def tracked(pg_dsn: str, loop: TrioThread) -> Iterator[Tracked]:
     store = Store.connect(pg_dsn)
     store.initialise()
+    store.acquire_lease(LeaseHolder.this_process("tests/tracker"))
     database = Database.open(store)
     dbfile = DatabaseFile("test.db", database)
     vfs = TrackerVFS(dbfile, loop)

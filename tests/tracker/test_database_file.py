@@ -9,7 +9,8 @@ import pytest
 from pgfs.emulator.database import Database
 from pgfs.sqlite.journal import JOURNAL_MAGIC
 from pgfs.sqlite.wal import read_wal
-from pgfs.store.store import Store
+from pgfs.store.interface import LeaseHolder
+from pgfs.store.postgres import PostgresStore as Store
 
 from .conftest import Tracked
 
@@ -84,6 +85,7 @@ def test_failed_rollback_commit_keeps_the_journal(tracked: Tracked) -> None:
 
     store = Store.connect(tracked.dsn)
     try:
+        store.acquire_lease(LeaseHolder.this_process("tests/tracker, again"))
         tracked.dbfile.database = Database.open(store)
         assert pg_rows(tracked.dsn) == before
         again = tracked.vfs.connect()

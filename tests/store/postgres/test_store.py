@@ -12,13 +12,24 @@ import pytest
 from psycopg import sql
 
 from pgfs.sqlite.header import DatabaseHeader, TextEncoding
-from pgfs.sqlite.record import decode_record, encode_record
+from pgfs.sqlite.record import encode_record
 from pgfs.sqlite.schema import SchemaEntry, parse_create_table
-from pgfs.store.changeset import Changeset, PageRecord, SchemaChange, TableRows
+from pgfs.store.changeset import (
+    Changeset,
+    CommitSource,
+    PageKind,
+    PageRecord,
+    SchemaChange,
+    TableRows,
+)
 from pgfs.store.errors import StoreConflictError, StoreError, StoreUnavailableError
-from pgfs.store.store import SMALL_BATCH, Store
+from pgfs.store.interface import LeaseHolder
+from pgfs.store.postgres import PostgresStore as Store
+from pgfs.store.postgres.writer import SMALL_BATCH
 
-from .helpers import SqliteFile, changeset_from_file, header, record
+from ..helpers import SqliteFile, apply, changeset_from_file, header, import_file, record
+
+WAL = CommitSource.WAL
 
 HDR = header()
 
@@ -79,12 +90,6 @@ def sample(tmp_path: Path) -> SqliteFile:
     return SqliteFile(make_db(tmp_path / "sample.db"))
 
 
-def import_file(store: Store, path: Path, parts: int = 1) -> None:
-    with store.begin() as tx:
-        for changeset in changeset_from_file(path, parts):
-            tx.apply(changeset)
-
-
 def test_initialise_is_idempotent(store: Store):
     store.initialise()
     assert store.is_empty()
@@ -127,17 +132,18 @@ def test_import_and_read_back(store: Store, sample: SqliteFile, pg: psycopg.Conn
         rows = list(sample.rows(roots[name]))
         expected = {rowid: payload for rowid, payload, _ in rows}
         assert store.row_payloads(name, expected) == expected
-        cells = store.leaf_cells(name, min(expected), max(expected))
-        assert [c[0] for c in cells] == sorted(expected)
-        assert all(payload == expected[rowid] for rowid, payload, _ in cells)
+        cells = store.leaf_rows(name, [(min(expected), max(expected))])
+        assert [c.rowid for c in cells] == sorted(expected)
+        assert all(c.payload == expected[c.rowid] for c in cells)
         first_overflow = {rowid: chain[0] if chain else None for rowid, _, chain in rows}
-        assert {c[0]: c[2] for c in cells} == first_overflow
+        assert {c.rowid: c.first_overflow for c in cells} == first_overflow
         assert list(store.table_rows(name)) == [
-            (rowid, decode_record(expected[rowid], TextEncoding.UTF8)) for rowid in sorted(expected)
+            (rowid, expected[rowid]) for rowid in sorted(expected)
         ]
     chains = {rowid: chain for rowid, _, chain in sample.rows(roots["items"]) if chain}
     assert chains and store.overflow_chains("items", [*chains, 10**9]) == chains
-    assert store.rowids_in_ranges("items", [(5, 7), (299, 400)]) == {5, 6, 7, 299, 300, 301}
+    some = store.leaf_rows("items", [(5, 7), (299, 400)])
+    assert [r.rowid for r in some] == [5, 6, 7, 299, 300, 301]
     report = store.inspect()
     tables = {t["name"]: t for t in report["tables"]}
     assert tables["items"]["rows"] == 301 and tables["items"]["lossless_records"] == 1
@@ -165,9 +171,12 @@ def entries_for(*creates: str) -> list[SchemaEntry]:
     return out
 
 
-def _table_change(table: str, create: str, rows: dict[int, bytes], **kw) -> Changeset:
+def _table_change(
+    table: str, create: str, inserted: dict[int, bytes], *, updated=None, deleted=None, **kw
+) -> Changeset:
     """Row changes of `table`; with `create`, the table is created first."""
-    changeset = Changeset("wal", HDR, 10, rows={table: TableRows(table, rows, **kw)})
+    rows = TableRows(table, inserted, updated or {}, deleted or set(), **kw)
+    changeset = Changeset(WAL, HDR, 10, rows={table: rows})
     if create:
         changeset.schema = SchemaChange(created=[parse_create_table(create)])
         changeset.schema_entries = entries_for(create)
@@ -177,13 +186,15 @@ def _table_change(table: str, create: str, rows: dict[int, bytes], **kw) -> Chan
 @pytest.mark.parametrize("count", [5, SMALL_BATCH * 3], ids=["pipelined", "copy"])
 def test_row_changes_and_counts(store: Store, count: int):
     first = {i: record(None, f"v{i}", i) for i in range(1, count + 1)}
-    stats = store.apply(
-        _table_change("t", "CREATE TABLE t (id INTEGER PRIMARY KEY, s TEXT, n INT)", first)
+    stats = apply(
+        store, _table_change("t", "CREATE TABLE t (id INTEGER PRIMARY KEY, s TEXT, n INT)", first)
     )
     assert stats.inserted == {"t": count} and stats.updated == {} and stats.deleted == {}
     changed = {i: record(None, f"w{i}", -i) for i in range(count // 2, count + count // 2)}
-    deletes = {1, count + 10**6}
-    stats = store.apply(_table_change("t", "", changed, deletes=deletes))
+    updated = {k: v for k, v in changed.items() if k in first}
+    inserted = {k: v for k, v in changed.items() if k not in first}
+    deletes = {1}
+    stats = apply(store, _table_change("t", "", inserted, updated=updated, deleted=deletes))
     assert stats.deleted == {"t": 1}
     assert stats.updated == {"t": count - count // 2 + 1}
     assert stats.inserted == {"t": len(changed) - stats.updated["t"]}
@@ -195,9 +206,9 @@ def test_row_changes_and_counts(store: Store, count: int):
 def test_hidden_rowid_table_upserts(store: Store):
     create = "CREATE TABLE h (k TEXT PRIMARY KEY, v REAL)"
     rows = {i * 10: record(f"k{i}", i + 0.5) for i in range(SMALL_BATCH + 5)}
-    store.apply(_table_change("h", create, rows))
+    apply(store, _table_change("h", create, rows))
     update = {10: record("k1", 2.0), 7: record("x", None)}
-    stats = store.apply(_table_change("h", "", update))
+    stats = apply(store, _table_change("h", "", {7: update[7]}, updated={10: update[10]}))
     assert stats.updated == {"h": 1} and stats.inserted == {"h": 1}
     assert store.row_payloads("h", [7, 10]) == update
 
@@ -206,10 +217,10 @@ def test_replace_all_drops_rows_and_chains(store: Store):
     create = "CREATE TABLE t (id INTEGER PRIMARY KEY, s TEXT)"
     changeset = _table_change("t", create, {1: record(None, "a"), 2: record(None, "b")})
     changeset.chains = {("t", 1): [5, 6], ("t", 2): [7]}
-    store.apply(changeset)
+    apply(store, changeset)
     replacement = _table_change("t", "", {3: record(None, "c")}, replace_all=True)
     replacement.chains = {("t", 3): [8]}
-    stats = store.apply(replacement)
+    stats = apply(store, replacement)
     assert stats.deleted == {"t": 2} and stats.inserted == {"t": 1}
     assert store.row_payloads("t", [1, 2, 3]) == {3: record(None, "c")}
     assert store.overflow_chains("t", [1, 2, 3]) == {3: [8]}
@@ -219,37 +230,40 @@ def test_chains_follow_rows(store: Store):
     create = "CREATE TABLE t (id INTEGER PRIMARY KEY, s TEXT)"
     changeset = _table_change("t", create, {i: record(None, str(i)) for i in range(1, 5)})
     changeset.chains = {("t", i): [10 + i, 20 + i] for i in range(1, 5)}
-    store.apply(changeset)
-    later = _table_change("t", "", {}, deletes={1})
+    apply(store, changeset)
+    later = _table_change("t", "", {}, deleted={1})
     later.chains = {("t", 2): [], ("t", 3): [99]}
-    store.apply(later)
+    apply(store, later)
     assert store.overflow_chains("t", range(1, 5)) == {3: [99], 4: [14, 24]}
     many = _table_change("t", "", {})
     many.chains = {("t", i): [i, i + 1] for i in range(SMALL_BATCH * 2)}
-    store.apply(many)
+    apply(store, many)
     assert store.overflow_chains("t", [4, 300])[300] == [300, 301]
 
 
 def test_pages_upsert_and_truncate(store: Store):
-    pages = [PageRecord(1, "table_leaf", "sqlite_schema", data=b"\1" * 1024)]
-    pages += [PageRecord(i, "table_leaf", "t", lo=i * 10, hi=i * 10 + 9) for i in range(2, 600)]
-    pages += [PageRecord(600, "overflow", "t", lo=42, seq=0), PageRecord(601, "free", None)]
+    pages = [PageRecord(1, PageKind.TABLE_LEAF, "sqlite_schema", data=b"\1" * 1024)]
+    pages += [
+        PageRecord(i, PageKind.TABLE_LEAF, "t", lo=i * 10, hi=i * 10 + 9) for i in range(2, 600)
+    ]
+    pages += [PageRecord(600, PageKind.OVERFLOW, "t", lo=42, seq=0)]
+    pages += [PageRecord(601, PageKind.FREE, None)]
     create = "CREATE TABLE t (id INTEGER PRIMARY KEY, s TEXT)"
     changeset = _table_change("t", create, {})
     changeset.pages = pages
-    assert store.apply(changeset).pages == len(pages)
+    assert apply(store, changeset).pages == len(pages)
     assert store.page_records([1, 600, 601, 9999]) == {1: pages[0], 600: pages[-2], 601: pages[-1]}
     shrink = Changeset(
-        "journal",
+        CommitSource.JOURNAL,
         HDR,
         100,
-        pages=[PageRecord(2, "index_leaf", "i", data=b"x")],
+        pages=[PageRecord(2, PageKind.INDEX_LEAF, "i", data=b"x")],
         removed_pages_from=101,
     )
-    stats = store.apply(shrink)
-    assert stats.pages == 1 + (601 - 101 + 1)
+    stats = apply(store, shrink)
+    assert stats.pages == 1
     assert [p.pgno for p in store.pages_of("t")] == list(range(3, 101))
-    assert store.page_records([2])[2] == PageRecord(2, "index_leaf", "i", data=b"x")
+    assert store.page_records([2])[2] == PageRecord(2, PageKind.INDEX_LEAF, "i", data=b"x")
     assert not store.is_empty()
 
 
@@ -261,8 +275,8 @@ def _bad_page_changeset(sample: SqliteFile) -> Changeset:
     changeset.schema_entries = [e for e in sample.entries() if e.tbl_name != "items"] + entries_for(
         "CREATE TABLE u (a TEXT)"
     )
-    changeset.rows["tags"] = TableRows("tags", {1: record("changed", 5)}, {2, 3})
-    changeset.pages = [PageRecord(1, "table_leaf", "sqlite_schema", data=b"new")]
+    changeset.rows["tags"] = TableRows("tags", {}, {1: record("changed", 5)}, {2, 3})
+    changeset.pages = [PageRecord(1, PageKind.TABLE_LEAF, "sqlite_schema", data=b"new")]
     changeset.pages.append(PageRecord(3, "no-such-kind", None, data=b"bad"))
     return changeset
 
@@ -271,44 +285,48 @@ def test_failed_apply_changes_nothing(store: Store, sample: SqliteFile, pg: psyc
     import_file(store, sample.path)
     before = snapshot(pg)
     with pytest.raises(StoreError) as info:
-        store.apply(_bad_page_changeset(sample))
+        apply(store, _bad_page_changeset(sample))
     assert not isinstance(info.value, StoreUnavailableError)
     assert snapshot(pg) == before
     # The next commit works.
-    stats = store.apply(_table_change("tags", "", {1: record("changed", 5)}))
+    stats = apply(store, _table_change("tags", "", {}, updated={1: record("changed", 5)}))
     assert stats.updated == {"tags": 1}
 
 
 def test_error_in_a_streamed_import_stores_nothing(store: Store, sample: SqliteFile):
     parts = changeset_from_file(sample.path, parts=3)
-    parts[2].pages.append(PageRecord(0, "free", None))
-    with pytest.raises(StoreError), store.begin() as tx:
-        for part in parts:
-            tx.apply(part)
+    parts[2].pages.append(PageRecord(0, PageKind.FREE, None))
+    with pytest.raises(StoreError):
+        store.write(parts, source=CommitSource.IMPORT)
     assert store.is_empty()
     assert store.load_state().tables == {}
 
 
-def test_swallowed_error_still_rolls_back(store: Store):
-    with pytest.raises(StoreError, match="rolled back"), store.begin() as tx:
-        tx.apply(_table_change("a", "CREATE TABLE a (x)", {1: record(1)}))
-        with pytest.raises(StoreError):
-            tx.apply(Changeset("wal", HDR, 1, pages=[PageRecord(1, "bogus", None)]))
-        with pytest.raises(StoreError, match="failed earlier"):
-            tx.apply(_table_change("a", "", {2: record(2)}))
+def test_a_failing_part_rolls_back_the_parts_before_it(store: Store):
+    parts = [
+        _table_change("a", "CREATE TABLE a (x)", {1: record(1)}),
+        Changeset(WAL, HDR, 1, pages=[PageRecord(1, "bogus", None)]),  # type: ignore[arg-type]
+    ]
+    with pytest.raises(StoreError):
+        store.write(parts, source=WAL)
     assert store.load_state().tables == {}
 
 
 def test_connection_killed_midway(store: Store, sample: SqliteFile, pg_dsn: str, pg):
     import_file(store, sample.path)
     before = snapshot(pg)
-    changeset = _table_change("tags", "", {i: record(f"n{i}", i) for i in range(1, 2000)})
-    changeset.pages = [PageRecord(1, "table_leaf", "sqlite_schema", data=b"zzz")]
+    changeset = _table_change(
+        "tags",
+        "",
+        {i: record(f"n{i}", i) for i in range(51, 2000)},
+        updated={i: record(f"n{i}", i) for i in range(1, 51)},
+    )
+    changeset.pages = [PageRecord(1, PageKind.TABLE_LEAF, "sqlite_schema", data=b"zzz")]
     outcome: list[BaseException] = []
 
     def commit() -> None:
         try:
-            store.apply(changeset)
+            apply(store, changeset)
         except BaseException as exc:
             outcome.append(exc)
 
@@ -333,7 +351,7 @@ def test_connection_killed_midway(store: Store, sample: SqliteFile, pg_dsn: str,
     assert len(outcome) == 1 and isinstance(outcome[0], StoreUnavailableError)
     assert "password" not in str(outcome[0])
     assert snapshot(pg) == before
-    stats = store.apply(changeset)  # the pool replaced the dead connection
+    stats = apply(store, changeset)  # a new connection replaced the dead one
     assert stats.updated == {"tags": 50} and stats.inserted == {"tags": 1949}
 
 
@@ -344,11 +362,11 @@ def test_reads_survive_a_lost_connection(store: Store, sample: SqliteFile, pg):
         " WHERE application_name = 'pgfs' AND datname = current_database()"
     )
     assert store.row_payloads("tags", [1]) == {1: sample.records("tags")[1]}
-    assert len(store.leaf_cells("tags", 1, 5)) == 5
+    assert len(store.leaf_rows("tags", [(1, 5)])) == 5
 
 
 def _ddl(change: SchemaChange, *creates: str, rows: dict | None = None) -> Changeset:
-    return Changeset("wal", HDR, 10, entries_for(*creates), change, rows=rows or {})
+    return Changeset(WAL, HDR, 10, entries_for(*creates), change, rows=rows or {})
 
 
 def test_schema_changes(store: Store, pg: psycopg.Connection):
@@ -359,26 +377,26 @@ def test_schema_changes(store: Store, pg: psycopg.Connection):
     changeset = _table_change("t", s1, rows)
     changeset.chains = {("t", 1): [50]}
     changeset.pages = [
-        PageRecord(2, "table_leaf", "t", 1, 5),
-        PageRecord(50, "overflow", "t", 1, seq=0),
+        PageRecord(2, PageKind.TABLE_LEAF, "t", 1, 5),
+        PageRecord(50, PageKind.OVERFLOW, "t", 1, seq=0),
     ]
-    store.apply(changeset)
+    apply(store, changeset)
 
     # ADD COLUMN: old rows keep their 3-field records, marked with their field count.
     s2 = "CREATE TABLE t (id INTEGER PRIMARY KEY, a TEXT, b INT, c REAL)"
     v2 = parse_create_table(s2)
     full = encode_record([None, "new", 6, 1.5], enc)
-    store.apply(_ddl(SchemaChange(altered=[(v1, v2)]), s2, rows={"t": TableRows("t", {6: full})}))
+    apply(store, _ddl(SchemaChange(altered=[(v1, v2)]), s2, rows={"t": TableRows("t", {6: full})}))
     assert store.row_payloads("t", range(1, 7)) == rows | {6: full}
     fields = dict(pg.execute("SELECT id, _pgfs_fields FROM jellyfin.t").fetchall())
     assert fields == {1: 3, 2: 3, 3: 3, 4: 3, 5: 3, 6: None}
 
     # RENAME COLUMN, then RENAME TABLE: values, pages and chains follow.
     s3 = "CREATE TABLE t (id INTEGER PRIMARY KEY, a TEXT, bee INT, c REAL)"
-    store.apply(_ddl(SchemaChange(altered=[(v2, parse_create_table(s3))]), s3))
+    apply(store, _ddl(SchemaChange(altered=[(v2, parse_create_table(s3))]), s3))
     s4 = 'CREATE TABLE "T2" (id INTEGER PRIMARY KEY, a TEXT, bee INT, c REAL)'
     v4 = parse_create_table(s4)
-    store.apply(_ddl(SchemaChange(renamed=[("t", "T2")]), s4))
+    apply(store, _ddl(SchemaChange(renamed=[("t", "T2")]), s4))
     assert pg.execute('SELECT bee FROM jellyfin."T2" WHERE id = 2').fetchone() == (2,)
     assert list(store.load_state().tables) == ["T2"]
     assert [p.pgno for p in store.pages_of("T2")] == [2, 50]
@@ -390,7 +408,8 @@ def test_schema_changes(store: Store, pg: psycopg.Connection):
     v5 = parse_create_table(s5)
     rewritten = {i: encode_record([None, f"a{i}", 2.5], enc) for i in range(1, 6)}
     rewritten[6] = encode_record([None, "new", 1.5], enc)
-    store.apply(_ddl(SchemaChange(altered=[(v4, v5)]), s5, rows={"T2": TableRows("T2", rewritten)}))
+    rows_t2 = TableRows("T2", {}, rewritten)
+    apply(store, _ddl(SchemaChange(altered=[(v4, v5)]), s5, rows={"T2": rows_t2}))
     assert store.row_payloads("T2", range(1, 7)) == rewritten
     columns = pg.execute(
         "SELECT column_name FROM information_schema.columns WHERE table_name = 'T2'"
@@ -399,7 +418,7 @@ def test_schema_changes(store: Store, pg: psycopg.Connection):
 
     # An affinity change (writable_schema) rewrites the table, still losslessly.
     s6 = 'CREATE TABLE "T2" (id INTEGER PRIMARY KEY, a INTEGER, c TEXT)'
-    store.apply(_ddl(SchemaChange(altered=[(v5, parse_create_table(s6))]), s6))
+    apply(store, _ddl(SchemaChange(altered=[(v5, parse_create_table(s6))]), s6))
     assert store.row_payloads("T2", range(1, 7)) == rewritten
     assert pg.execute('SELECT count(_pgfs_record) FROM jellyfin."T2"').fetchone() == (6,)
 
@@ -407,7 +426,7 @@ def test_schema_changes(store: Store, pg: psycopg.Connection):
     s7 = 'CREATE TABLE "T2" (k TEXT PRIMARY KEY)'
     x = encode_record(["x"], enc)
     change = SchemaChange(created=[parse_create_table(s7)], dropped=["T2"])
-    store.apply(_ddl(change, s7, rows={"T2": TableRows("T2", {1: x})}))
+    apply(store, _ddl(change, s7, rows={"T2": TableRows("T2", {1: x})}))
     assert store.row_payloads("T2", [1, 2]) == {1: x}
     assert store.overflow_chains("T2", [1]) == {}
 
@@ -415,14 +434,14 @@ def test_schema_changes(store: Store, pg: psycopg.Connection):
     s8 = "CREATE TABLE o (z TEXT)"
     o = encode_record(["o"], enc)
     change = SchemaChange(created=[parse_create_table(s8)])
-    store.apply(_ddl(change, s7, s8, rows={"o": TableRows("o", {1: o})}))
+    apply(store, _ddl(change, s7, s8, rows={"o": TableRows("o", {1: o})}))
     swapped = (s7.replace('"T2"', "o"), s8.replace("o (", '"T2" ('))
-    store.apply(_ddl(SchemaChange(renamed=[("o", "T2"), ("T2", "o")]), *swapped))
+    apply(store, _ddl(SchemaChange(renamed=[("o", "T2"), ("T2", "o")]), *swapped))
     assert pg.execute('SELECT z FROM jellyfin."T2"').fetchall() == [("o",)]
     assert pg.execute("SELECT k FROM jellyfin.o").fetchall() == [("x",)]
     assert store.row_payloads("T2", [1]) == {1: o}
 
-    store.apply(_ddl(SchemaChange(dropped=["o", "T2"])))
+    apply(store, _ddl(SchemaChange(dropped=["o", "T2"])))
     remaining = pg.execute(
         "SELECT count(*) FROM pg_tables WHERE schemaname = 'jellyfin'"
     ).fetchone()
@@ -435,10 +454,10 @@ def test_schema_change_must_match_sqlite_schema(store: Store, pg):
     changeset = _table_change("t", "CREATE TABLE t (a TEXT)", {1: record("x")})
     changeset.schema_entries = entries_for("CREATE TABLE t (a INT)")
     with pytest.raises(StoreError, match="does not match sqlite_schema"):
-        store.apply(changeset)
+        apply(store, changeset)
     changeset.schema_entries = []
     with pytest.raises(StoreError, match="does not match sqlite_schema"):
-        store.apply(changeset)
+        apply(store, changeset)
     assert snapshot(pg) == before
 
 
@@ -457,51 +476,54 @@ def test_state_follows_the_schema_mirror(store: Store):
     ]
     changeset = _table_change("t", create, {1: record(None, "x")})
     changeset.schema_entries = entries
-    store.apply(changeset)
+    apply(store, changeset)
     state = store.load_state()
-    assert state.entries == entries and list(state.tables) == ["t"]
+    assert list(state.entries) == entries and list(state.tables) == ["t"]
     assert state.tables["t"] == parse_create_table(create)
 
 
 def test_without_rowid_mirror_is_replaced_wholesale(store: Store, pg):
     create = "CREATE TABLE w (k TEXT, v INT, PRIMARY KEY (v, k)) WITHOUT ROWID"
     first = {i: record(i, f"k{i}") for i in range(3)}
-    store.apply(_table_change("w", create, first))
-    stats = store.apply(_table_change("w", "", {0: record(9, "only")}))
-    assert stats.deleted == {"w": 3} and stats.inserted == {"w": 1}
+    apply(store, _table_change("w", create, first))
+    stats = apply(store, _table_change("w", "", {0: record(9, "only")}))
+    assert stats.inserted == {"w": 1}
     assert pg.execute("SELECT k, v FROM jellyfin.w").fetchall() == [("only", 9)]
-    assert [values for _, values in store.table_rows("w")] == [[9, "only"]]
+    assert [payload for _, payload in store.table_rows("w")] == [record(9, "only")]
     with pytest.raises(StoreError, match="WITHOUT ROWID"):
-        store.leaf_cells("w", 0, 10)
+        store.leaf_rows("w", [(0, 10)])
 
 
-def test_clear(store: Store, sample: SqliteFile, pg):
+def test_replace_is_atomic(store: Store, sample: SqliteFile, pg):
     import_file(store, sample.path)
-    with pytest.raises(StoreError), store.begin() as tx:  # atomic --replace: a failed import
-        tx.clear()  # leaves the old database in place
-        tx.apply(Changeset("import", HDR, 1, pages=[PageRecord(-1, "free", None)]))
+    parts = [Changeset(CommitSource.IMPORT, HDR, 1, pages=[PageRecord(-1, PageKind.FREE, None)])]
+    with pytest.raises(StoreError):  # a failed import --replace leaves the old database
+        store.write(parts, source=CommitSource.IMPORT, clear=True)
     assert sorted(store.load_state().tables) == ["grown", "items", "kv", "tags"]
-    store.clear()
-    assert store.is_empty() and store.load_state().tables == {}
+    other = sample.path.with_name("other.db")
+    conn = sqlite3.connect(other)
+    conn.execute("CREATE TABLE fresh (a TEXT)")
+    conn.commit()
+    conn.close()
+    import_file(store, other, clear=True)
+    assert sorted(store.load_state().tables) == ["fresh"]
     assert pg.execute(
-        "SELECT count(*) FROM pg_tables WHERE schemaname = 'jellyfin'"
-    ).fetchone() == (0,)
+        "SELECT tablename FROM pg_tables WHERE schemaname = 'jellyfin'"
+    ).fetchall() == [("fresh",)]
     assert pg.execute("SELECT source FROM pgfs.commit_log ORDER BY id").fetchall() == [
         ("import",),
-        ("clear",),
+        ("import",),
     ]
-    import_file(store, sample.path)
-    assert not store.is_empty()
 
 
 def test_unsupported_table_fails_cleanly(store: Store, pg):
     before = snapshot(pg)
     with pytest.raises(StoreError, match="63-byte"):
-        store.apply(_table_change("x" * 70, f"CREATE TABLE {'x' * 70} (a)", {}))
+        apply(store, _table_change("x" * 70, f"CREATE TABLE {'x' * 70} (a)", {}))
     with pytest.raises(StoreError, match="no data table"):
-        store.apply(_table_change("ghost", "", {1: record(1)}))
+        apply(store, _table_change("ghost", "", {1: record(1)}))
     with pytest.raises(StoreError, match="header"):
-        store.apply(Changeset("wal", b"garbage", 1))
+        apply(store, Changeset(WAL, b"garbage", 1))
     assert snapshot(pg) == before
 
 
@@ -510,8 +532,8 @@ def test_uninitialised_store(pg_dsn: str):
         assert store.is_empty()
         assert store.load_state().tables == {}
         assert store.inspect()["initialised"] is False
-        with pytest.raises(StoreError, match="not initialised"):
-            store.apply(Changeset("wal", HDR, 1))
+        with pytest.raises(StoreError):
+            store.acquire_lease(LeaseHolder.this_process("test"))
 
 
 def test_utf16_database(store: Store, tmp_path: Path):
@@ -557,10 +579,7 @@ def test_jellyfin_schema_import(store: Store, jellyfin_schema, tmp_path: Path):
         conn.executescript(jellyfin_schema(version).read_text())
         conn.commit()
         conn.close()
-        with store.begin() as tx:
-            tx.clear()
-            for changeset in changeset_from_file(path):
-                tx.apply(changeset)
+        import_file(store, path, clear=True)
         state = store.load_state()
         assert "BaseItems" in state.tables and "sqlite_sequence" not in state.tables
         assert len(state.tables) >= 30
@@ -588,14 +607,14 @@ def test_table_names_postgres_would_use_for_indexes(store: Store, pg):
         "CREATE TABLE t_pkey (b TEXT)",
         "CREATE TABLE t2 (a TEXT)",
     )
-    store.apply(_ddl(SchemaChange(created=[parse_create_table(t)]), t))
-    store.apply(_ddl(SchemaChange(renamed=[("t", "t2")]), renamed))
+    apply(store, _ddl(SchemaChange(created=[parse_create_table(t)]), t))
+    apply(store, _ddl(SchemaChange(renamed=[("t", "t2")]), renamed))
     created = [parse_create_table(t_pkey), parse_create_table(t)]
-    store.apply(_ddl(SchemaChange(created=created), renamed, t_pkey, t))
+    apply(store, _ddl(SchemaChange(created=created), renamed, t_pkey, t))
     assert sorted(store.load_state().tables) == ["t", "t2", "t_pkey"]
     pg.execute("CREATE TABLE jellyfin.stray (x int)")
     pg.execute("COMMENT ON TABLE jellyfin.stray IS 'pgfs data table (rowid table)'")
-    store.clear()
+    store.write([Changeset(WAL, HDR, 1)], source=WAL, clear=True)
     assert pg.execute(
         "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
         " WHERE n.nspname = 'jellyfin'"

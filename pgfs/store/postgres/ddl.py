@@ -15,12 +15,13 @@ decides the PostgreSQL DDL itself from the resulting `TableDefinition`:
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass, field
 
 from psycopg import sql
 
 from pgfs.sqlite.errors import UnsupportedFeatureError
-from pgfs.sqlite.schema import Affinity, Column, SchemaEntry, TableDefinition
+from pgfs.sqlite.schema import Affinity, Column, TableDefinition
 from pgfs.store.values import (
     HIDDEN_FIELDS,
     HIDDEN_RECORD,
@@ -48,21 +49,6 @@ COPY_TYPES = {
 """Type names for binary COPY (`Copy.set_types`)."""
 
 MAX_IDENTIFIER_BYTES = 63  # PostgreSQL's NAMEDATALEN - 1; longer names are truncated
-
-
-def has_data_table(entry: SchemaEntry) -> bool:
-    """True when a `sqlite_schema` row gets a data-schema table.
-
-    Only tables with real pages: not views, indexes, triggers, virtual tables
-    (their shadow tables are ordinary tables and do qualify), nor SQLite's
-    internal `sqlite_*` tables (sqlite_sequence, sqlite_stat1, ...).
-    """
-    if entry.type != "table" or not entry.rootpage or entry.rootpage <= 0:
-        return False
-    if entry.name.lower().startswith("sqlite_"):
-        return False
-    text = (entry.sql or "").lstrip().upper()
-    return text.startswith("CREATE") and not text.startswith("CREATE VIRTUAL")
 
 
 def check_identifier(name: str, what: str) -> None:
@@ -105,16 +91,17 @@ def column_type(column: Column) -> sql.SQL:
 def create_table(schema: str, table: TableDefinition) -> sql.Composed:
     """CREATE TABLE for the data table of `table` (see module docstring)."""
     layout = check_table(table)
+    key = sql.SQL("CONSTRAINT {} PRIMARY KEY").format(sql.Identifier(primary_key_name()))
     parts = []
     for index, column in enumerate(layout.columns):
         definition = sql.SQL("{} {}").format(sql.Identifier(column.name), column_type(column))
         if index == layout.ipk_index:
-            definition = sql.SQL("{} PRIMARY KEY").format(definition)
+            definition = sql.SQL("{} {}").format(definition, key)
         parts.append(definition)
     parts.append(sql.SQL("{} bytea").format(sql.Identifier(HIDDEN_RECORD)))
     parts.append(sql.SQL("{} smallint").format(sql.Identifier(HIDDEN_FIELDS)))
     if layout.hidden_rowid:
-        parts.append(sql.SQL("{} bigint PRIMARY KEY").format(sql.Identifier(HIDDEN_ROWID)))
+        parts.append(sql.SQL("{} bigint {}").format(sql.Identifier(HIDDEN_ROWID), key))
     return sql.SQL("CREATE TABLE {} ({})").format(
         qualified(schema, table.name), sql.SQL(", ").join(parts)
     )
@@ -131,15 +118,15 @@ def comment_table(schema: str, table: TableDefinition) -> sql.Composed:
     )
 
 
-def primary_key_name(table_oid: int) -> str:
-    """The name given to a data table's primary-key index.
+def primary_key_name() -> str:
+    """A fresh name for a data table's primary-key index.
 
     PostgreSQL would call it `<table>_pkey`, a relation name that a later
-    SQLite table could legitimately want (`CREATE TABLE "t_pkey"`); and it
-    keeps that name when the table is renamed. Named after the table's oid it
-    can never collide with another data table's.
+    SQLite table could legitimately want (`CREATE TABLE "t_pkey"`), and it
+    keeps that name when the table is renamed. A random name never collides
+    with another data table's, and needs no catalog lookup inside a commit.
     """
-    return f"_pgfs_pk_{table_oid}"
+    return f"_pgfs_pk_{secrets.token_hex(8)}"
 
 
 def drop_table(schema: str, name: str) -> sql.Composed:

@@ -8,10 +8,10 @@ import psycopg
 import pytest
 
 from pgfs.sqlite.errors import UnsupportedFeatureError
-from pgfs.sqlite.schema import SchemaEntry, parse_create_table
-from pgfs.store import ddl
+from pgfs.sqlite.schema import SchemaEntry, has_data_table, parse_create_table
+from pgfs.store.postgres import ddl
 
-from .helpers import tables_of
+from ..helpers import tables_of
 
 
 def columns_of(conn: psycopg.Connection, table: str) -> list[tuple[str, str, str]]:
@@ -167,7 +167,7 @@ def test_rowid_name_is_free_with_an_integer_primary_key(pg):
     ],
 )
 def test_has_data_table(entry, expected):
-    assert ddl.has_data_table(entry) is expected
+    assert has_data_table(entry) is expected
 
 
 def test_alter_plans():

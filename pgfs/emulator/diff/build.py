@@ -1,0 +1,228 @@
+"""Step 4 of the diff: the Changeset, as a stream of parts of bounded size.
+
+README Design "The diff", steps 5 and 6. The first part carries the schema
+change, the new `sqlite_schema` mirror, the row changes of step 3 and the
+page records of the changed pages; tables walked whole (created or rebuilt,
+e.g. by VACUUM) and WITHOUT ROWID mirrors follow in parts of about
+`PART_BYTES`, so that a commit of every page never holds the database in
+memory. The store applies all parts in one transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from pgfs.emulator.diff.objects import Identity, definition_changed
+from pgfs.emulator.diff.roles import Role, Roles
+from pgfs.emulator.diff.rows import RowChanges
+from pgfs.emulator.source import PageSource
+from pgfs.emulator.walk import leaf_record, overflow_records, walk_index_tree, walk_table
+from pgfs.store.changeset import (
+    Changeset,
+    CommitSource,
+    PageKind,
+    PageRecord,
+    SchemaChange,
+    TableRows,
+)
+
+PART_BYTES = 4 * 1024 * 1024
+"""A part is sent once its rows and raw pages reach about this many bytes."""
+RECORD_OVERHEAD = 64
+
+
+def schema_change(identity: Identity) -> SchemaChange:
+    """DDL for the data schema. `renamed` lists every renamed object with pages
+    (indexes too): the store renames data tables and page and chain owners."""
+    change = SchemaChange()
+    old_objects, new_objects = identity.old_objects, identity.new_objects
+    for name, old_name in identity.identity.items():
+        if old_name is not None and old_name != name:
+            change.renamed.append((old_name, name))
+    for name, obj in new_objects.items():
+        if obj.definition is None:
+            continue
+        old_name = identity.identity[name]
+        old = old_objects.get(old_name) if old_name else None
+        if old is None or old.definition is None:
+            change.created.append(obj.definition)
+        elif definition_changed(old.definition, obj.definition):
+            if name in identity.rebuilt:
+                change.created.append(obj.definition)
+            else:
+                change.altered.append((old.definition, obj.definition))
+    for name in identity.dropped:
+        if old_objects[name].definition is not None:
+            change.dropped.append(name)
+    for name, old_name in identity.identity.items():
+        old = old_objects.get(old_name) if old_name else None
+        if old is not None and old.definition is not None and new_objects[name].definition is None:
+            change.dropped.append(old_name)
+    return change
+
+
+def page_record(
+    pgno: int, role: Role, identity: Identity, rows: RowChanges, image: bytes
+) -> PageRecord:
+    """The page-map entry of a changed (or freed) page with its final role."""
+    rendered = identity.is_rendered(role.owner)
+    if role.kind == PageKind.TABLE_LEAF and rendered:
+        lo, hi = rows.leaf_ranges[pgno]
+        return PageRecord(pgno, PageKind.TABLE_LEAF, role.owner, lo, hi)
+    if role.kind == PageKind.OVERFLOW and rendered and role.rowid is not None:
+        if pgno in rows.overflow_roles:
+            return PageRecord(pgno, PageKind.OVERFLOW, role.owner, role.rowid, None, role.seq)
+        return PageRecord(pgno, PageKind.FREE, None, data=image)  # a stale owner: keep the bytes
+    if role.kind == PageKind.FREE and not role.keep:
+        return PageRecord(pgno, PageKind.FREE, None)
+    lo = role.rowid if role.kind == PageKind.OVERFLOW else None
+    return PageRecord(pgno, role.kind, role.owner, lo, None, role.seq, image)
+
+
+@dataclass
+class _Parts:
+    """Collects a part and sends it once it is big enough."""
+
+    identity: Identity
+    source: CommitSource
+    part: Changeset
+    size: int = 0
+
+    @classmethod
+    def start(cls, identity: Identity, source: CommitSource) -> _Parts:
+        return cls(identity, source, cls.empty(identity, source))
+
+    @staticmethod
+    def empty(identity: Identity, source: CommitSource) -> Changeset:
+        return Changeset(source, identity.header_bytes, identity.page_count)
+
+    def add_page(self, record: PageRecord) -> None:
+        self.part.pages.append(record)
+        self.size += RECORD_OVERHEAD + (len(record.data) if record.data else 0)
+
+    def rows_of(self, table: str, *, replace_all: bool) -> TableRows:
+        rows = self.part.rows.get(table)
+        if rows is None:
+            rows = self.part.rows[table] = TableRows(table, replace_all=replace_all)
+        return rows
+
+    def full(self) -> bool:
+        return self.size >= PART_BYTES
+
+    def take(self) -> Changeset:
+        part, self.part, self.size = self.part, self.empty(self.identity, self.source), 0
+        return part
+
+
+def build_changeset(
+    identity: Identity,
+    roles: Roles,
+    rows: RowChanges,
+    new: PageSource,
+    source: CommitSource,
+) -> Iterator[Changeset]:
+    """Step 4: the parts of the commit's Changeset (module docstring)."""
+    parts = _Parts.start(identity, source)
+    first = parts.part
+    if identity.schema_changed:
+        first.schema_entries = list(identity.entries)
+    first.schema = schema_change(identity)
+    first.rows.update(rows.rows)
+    first.chains.update(rows.chains)
+    parts.size += sum(
+        len(p) + RECORD_OVERHEAD
+        for table in rows.rows.values()
+        for p in (*table.inserted.values(), *table.updated.values())
+    )
+    yield from _role_records(parts, identity, roles, rows, new)
+    for name in sorted(identity.full_walk):
+        obj = identity.new_objects[name]
+        if obj.rendered:
+            yield from _walk_rendered(parts, name, obj.rootpage, new, identity.usable_size)
+    walked = rows.mirrors_touched | {
+        n for n in identity.full_walk if identity.new_objects[n].mirrored
+    }
+    for name in sorted(walked):
+        obj = identity.new_objects[name]
+        yield from _walk_mirror(parts, name, obj.rootpage, new, identity, roles)
+    last = parts.take()
+    if identity.truncated:
+        last.removed_pages_from = identity.page_count + 1
+    yield last
+
+
+def _role_records(
+    parts: _Parts, identity: Identity, roles: Roles, rows: RowChanges, new: PageSource
+) -> Iterator[Changeset]:
+    """Records of every page with a role, except those of trees walked whole; images
+    are read in batches, only for pages stored raw."""
+    final = {**roles.of, **rows.overflow_roles}
+    pgnos = sorted(
+        p
+        for p, role in final.items()
+        if p <= identity.page_count and role.owner not in identity.full_walk
+    )
+    for start in range(0, len(pgnos), 512):
+        batch = pgnos[start : start + 512]
+        raw = [p for p in batch if _stored_raw(p, final[p], identity, rows)]
+        images = new.read_many(raw) if raw else {}
+        for pgno in batch:
+            parts.add_page(page_record(pgno, final[pgno], identity, rows, images.get(pgno, b"")))
+            if parts.full():
+                yield parts.take()
+
+
+def _stored_raw(pgno: int, role: Role, identity: Identity, rows: RowChanges) -> bool:
+    """Whether a page's record carries its image (else it is rendered, or free)."""
+    if role.kind == PageKind.FREE and not role.keep:
+        return False
+    if not identity.is_rendered(role.owner):
+        return True
+    if role.kind == PageKind.TABLE_LEAF:
+        return False
+    return not (
+        role.kind == PageKind.OVERFLOW and role.rowid is not None and pgno in rows.overflow_roles
+    )
+
+
+def _walk_rendered(
+    parts: _Parts, name: str, root: int, new: PageSource, usable: int
+) -> Iterator[Changeset]:
+    """A created or rebuilt table: every page and every row, streamed."""
+    for page in walk_table(new, root, usable):
+        if page.image is not None:
+            parts.add_page(PageRecord(page.pgno, page.kind, name, data=page.image))
+        else:
+            rows = parts.rows_of(name, replace_all=True)
+            for row in page.rows:
+                rows.inserted[row.rowid] = row.payload
+                parts.size += len(row.payload) + RECORD_OVERHEAD
+                if row.chain:
+                    parts.part.chains[(name, row.rowid)] = row.chain
+                    for record in overflow_records(name, row.rowid, row.chain):
+                        parts.add_page(record)
+            parts.add_page(leaf_record(page.pgno, name, [row.rowid for row in page.rows]))
+        if parts.full():
+            yield parts.take()
+
+
+def _walk_mirror(
+    parts: _Parts, name: str, root: int, new: PageSource, identity: Identity, roles: Roles
+) -> Iterator[Changeset]:
+    """A WITHOUT ROWID table: raw pages, its data table refilled from every cell."""
+    whole = name in identity.full_walk
+    for page in walk_index_tree(new, root, identity.usable_size):
+        if whole or page.pgno in roles.of:
+            parts.add_page(PageRecord(page.pgno, page.kind, name, data=page.image))
+        rows = parts.rows_of(name, replace_all=True)
+        for payload, chain in page.payloads:
+            rows.inserted[len(rows.inserted)] = payload
+            parts.size += len(payload) + RECORD_OVERHEAD
+            for seq, pgno in enumerate(chain):
+                if whole or pgno in roles.of:
+                    parts.add_page(
+                        PageRecord(pgno, PageKind.OVERFLOW, name, None, None, seq, new.read(pgno))
+                    )
+        if parts.full():
+            yield parts.take()

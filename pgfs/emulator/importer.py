@@ -1,0 +1,525 @@
+"""Import a SQLite file into the store (`pgfs import`).
+
+An import is the diff of every page onto an empty store (README Design,
+step 5), streamed: each b-tree is walked from its root with the same walker
+the diff uses (`walk.py`), reading pages lazily from the file, and page
+records and rows go to the store in parts of a few MB, all in one write
+(one server transaction): memory does not grow with the database, and the
+store is left as it was on any error.
+
+Before anything is written the file is checked: what pgfs cannot import
+faithfully is refused (`check_importable`), and so is a file that fails
+SQLite's own `PRAGMA integrity_check`, naming the first problem, unless
+`force` is given: then rows whose records do not decode are left out and
+reported.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sqlite3
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from pgfs.emulator.diff import SchemaObject, schema_objects
+from pgfs.emulator.source import FilePageSource
+from pgfs.emulator.walk import (
+    SCHEMA_OWNER,
+    TableRow,
+    WalkedPage,
+    iter_tree,
+    leaf_record,
+    overflow_records,
+    read_schema,
+    walk_index_tree,
+    walk_table,
+)
+from pgfs.sqlite.errors import CorruptPageError, FormatError, NotADatabaseError
+from pgfs.sqlite.freelist import walk_freelist
+from pgfs.sqlite.header import HEADER_SIZE, DatabaseHeader, lock_byte_page
+from pgfs.sqlite.journal import parse_journal_header
+from pgfs.sqlite.ptrmap import is_ptrmap_page
+from pgfs.sqlite.record import decode_record
+from pgfs.store.changeset import (
+    Changeset,
+    CommitSource,
+    PageKind,
+    PageRecord,
+    SchemaChange,
+    TableRows,
+)
+from pgfs.store.errors import StoreNotEmptyError
+from pgfs.store.interface import CommitStats, LeaseHolder, Store
+
+log = logging.getLogger("pgfs.emulator")
+
+PART_BYTES = 4 * 1024 * 1024
+"""An import part is sent once its rows and raw pages reach this many bytes."""
+RECORD_OVERHEAD = 160  # Python objects per row or page record, roughly
+MAX_REPORTED_PROBLEMS = 20
+
+
+class TransferError(ValueError):
+    """A file pgfs refuses to import or export (the message says why and what to do)."""
+
+
+def progress_bar(desc: str, total_bytes: int, progress: bool) -> tqdm:
+    """The byte-counting progress bar of a long transfer, on stderr (off unless `progress`)."""
+    return tqdm(
+        total=total_bytes,
+        unit="B",
+        unit_scale=True,
+        unit_divisor=1024,
+        desc=desc,
+        disable=not progress,
+        file=sys.stderr,
+        leave=False,
+    )
+
+
+# ---------------------------------------------------------------- checks before import
+
+
+def _entropy(data: bytes) -> float:
+    """Shannon entropy in bits per byte (random or encrypted data is close to 8)."""
+    if not data:
+        return 0.0
+    counts = Counter(data)
+    n = len(data)
+    return -sum(c / n * math.log2(c / n) for c in counts.values())
+
+
+def check_importable(path: Path) -> None:
+    """Refuse what pgfs cannot import faithfully, before the store is touched.
+
+    A missing or special file; a file without the SQLite header (an encrypted
+    database looks like random bytes); a WAL-mode database whose `-wal` still
+    holds frames (they are not in the file yet); a hot rollback journal (the
+    file may hold half a transaction).
+    """
+    if not path.exists():
+        raise TransferError(f"{path}: no such file")
+    if not path.is_file():
+        raise TransferError(f"{path}: not a regular file")
+    with path.open("rb") as handle:
+        head = handle.read(4096)
+    try:
+        DatabaseHeader.parse(head[:HEADER_SIZE])
+    except NotADatabaseError as exc:
+        if len(head) >= 1024 and _entropy(head) > 7.5:
+            raise TransferError(
+                f"{path}: not a SQLite database; its bytes look encrypted (SQLCipher or "
+                "similar?): pgfs needs a plain SQLite file (decrypt it first)"
+            ) from None
+        raise TransferError(f"{path}: not a SQLite database ({exc})") from None
+    wal = path.with_name(path.name + "-wal")
+    if wal.exists() and wal.stat().st_size > 0:
+        raise TransferError(
+            f"{path}: its write-ahead log {wal.name} holds changes that are not in the file "
+            f"yet; checkpoint it first (sqlite3 {path} 'PRAGMA wal_checkpoint(TRUNCATE)')"
+        )
+    journal = path.with_name(path.name + "-journal")
+    if journal.exists() and journal.stat().st_size > 0:
+        with journal.open("rb") as handle:
+            if parse_journal_header(handle.read(512)) is not None:
+                raise TransferError(
+                    f"{path}: a hot rollback journal {journal.name} lies beside it (an "
+                    f"interrupted transaction); open the database once with sqlite3 to roll it "
+                    "back first"
+                )
+
+
+def integrity_problems(path: Path, limit: int = MAX_REPORTED_PROBLEMS) -> list[str]:
+    """What SQLite's own `PRAGMA integrity_check` says is wrong with the file ([] = ok).
+
+    The file is opened read-only and immutable: nothing is written, no journal
+    is looked for (check_importable already refused a hot one).
+    """
+    uri = f"file:{path.absolute()}?mode=ro&immutable=1"
+    try:
+        conn = sqlite3.connect(uri, uri=True)
+    except sqlite3.Error as exc:
+        return [f"SQLite cannot open it: {exc}"]
+    try:
+        rows = [str(r[0]) for r in conn.execute(f"PRAGMA integrity_check({int(limit)})")]
+    except sqlite3.Error as exc:
+        where = describe_damage(path, limit)
+        return [f"SQLite cannot check it: {exc}" + (f"; {where[0]}" if where else "")]
+    finally:
+        conn.close()
+    return [] if rows == ["ok"] else rows
+
+
+def describe_damage(path: Path, limit: int = 10) -> list[str]:
+    """Where pgfs' own parser finds a database file damaged: tree, root page, what.
+
+    SQLite says only "database disk image is malformed" when it cannot read
+    its schema; this walks page 1 and every b-tree of the schema and names the
+    first problem of each tree.
+    """
+    found: list[str] = []
+    try:
+        source = FilePageSource(path)
+    except FormatError as exc:
+        return [str(exc)]
+    with source:
+        usable = source.usable_size
+        try:
+            entries = read_schema(source, usable, source.header.text_encoding)
+        except FormatError as exc:
+            return [f"sqlite_schema (the tree at page 1): {exc}"]
+        for obj in schema_objects(entries).values():
+            try:
+                for _ in iter_tree(source, obj.rootpage, usable, table=obj.table_tree):
+                    pass
+            except FormatError as exc:
+                found.append(f"{obj.entry.type} {obj.name} (root page {obj.rootpage}): {exc}")
+            if len(found) >= limit:
+                break
+    return found
+
+
+# ---------------------------------------------------------------- import
+
+
+@dataclass
+class ImportReport:
+    path: str
+    pages: int
+    page_size: int
+    rows: dict[str, int] = field(default_factory=dict)
+    parts: int = 0
+    seconds: float = 0.0
+    unused_pages: int = 0
+    dropped_rows: dict[str, list[int]] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    stats: CommitStats | None = None
+
+    @property
+    def bytes(self) -> int:
+        return self.pages * self.page_size
+
+    @property
+    def total_rows(self) -> int:
+        return sum(self.rows.values())
+
+    @property
+    def total_dropped(self) -> int:
+        return sum(len(r) for r in self.dropped_rows.values())
+
+
+class _Importer:
+    """Walks a database file and yields the Changeset parts of its import."""
+
+    def __init__(self, src: FilePageSource, *, force: bool, bar: tqdm | None = None) -> None:
+        self.src = src
+        self.force = force
+        self.bar = bar
+        self.header = src.header
+        self.usable = src.usable_size
+        self.page_count = src.page_count
+        self.header_bytes = src.read(1)[:HEADER_SIZE]
+        self.entries = read_schema(src, self.usable, self.header.text_encoding)
+        self.objects = schema_objects(self.entries)
+        self.visited = bytearray(self.page_count + 1)
+        self.visited[1] = 1
+        self.report = ImportReport(str(src.path), self.page_count, src.page_size)
+        self.part = self._new_part(first=True)
+        self.part_bytes = 0
+        self._raw_chain: dict[int, bytes] = {}
+
+    def _new_part(self, *, first: bool = False) -> Changeset:
+        schema = SchemaChange()
+        if first:
+            schema.created = [o.definition for o in self.objects.values() if o.definition]
+        return Changeset(
+            source=CommitSource.IMPORT,
+            header=bytes(self.header_bytes),
+            page_count=self.page_count,
+            schema_entries=list(self.entries) if first else None,
+            schema=schema,
+        )
+
+    def claim(self, pgno: int) -> None:
+        if not 1 <= pgno <= self.page_count:
+            raise CorruptPageError(pgno, f"page number out of range 1..{self.page_count}")
+        if self.visited[pgno]:
+            raise CorruptPageError(pgno, "page is used twice (by two b-trees, chains or lists)")
+        self.visited[pgno] = 1
+
+    def read_chain_page(self, pgno: int) -> bytes:
+        self.claim(pgno)
+        return self.src.read(pgno)
+
+    # -- parts ---------------------------------------------------------------------------
+
+    def add_page(self, record: PageRecord) -> None:
+        self.part.pages.append(record)
+        self.part_bytes += RECORD_OVERHEAD + (len(record.data) if record.data else 0)
+        if self.bar is not None:
+            self.bar.update(self.src.page_size)
+
+    def rows_of(self, name: str) -> TableRows:
+        rows = self.part.rows.get(name)
+        if rows is None:
+            rows = self.part.rows[name] = TableRows(name, replace_all=True)
+        return rows
+
+    def take_if_full(self) -> Changeset | None:
+        if self.part_bytes < PART_BYTES:
+            return None
+        return self.take()
+
+    def take(self) -> Changeset:
+        part, self.part, self.part_bytes = self.part, self._new_part(), 0
+        self.report.parts += 1
+        return part
+
+    # -- walking -------------------------------------------------------------------------
+
+    def parts(self):
+        """The import's parts, in order (a generator: the store consumes it)."""
+        yield from self._walk_raw(1, SCHEMA_OWNER, table=True)
+        for obj in sorted(self.objects.values(), key=lambda o: o.rootpage):
+            self.claim(obj.rootpage)
+            if obj.rendered:
+                yield from self._walk_rendered(obj)
+            elif obj.mirrored:
+                yield from self._walk_mirror(obj)
+            else:
+                yield from self._walk_raw(obj.rootpage, obj.name, table=obj.table_tree)
+        yield from self._freelist()
+        yield from self._pointer_maps()
+        yield from self._leftovers()
+        yield self.take()
+
+    def _walk(self, root: int, *, table: bool, rendered: bool):
+        if rendered:
+            return walk_table(
+                self.src,
+                root,
+                self.usable,
+                claim=self.claim,
+                read_chain=self.read_chain_page,
+                batch=1,
+            )
+        return walk_index_tree(
+            self.src,
+            root,
+            self.usable,
+            table=table,
+            claim=self.claim,
+            read_chain=self._read_raw,
+            batch=1,
+        )
+
+    def _read_raw(self, pgno: int) -> bytes:
+        """An overflow page of a raw tree: claimed, and kept for its record."""
+        self.claim(pgno)
+        image = self.src.read(pgno)
+        self._raw_chain[pgno] = image
+        return image
+
+    def _walk_rendered(self, obj: SchemaObject):
+        name = obj.name
+        for page in self._walk(obj.rootpage, table=True, rendered=True):
+            if page.image is not None:
+                self.add_page(PageRecord(page.pgno, page.kind, name, data=page.image))
+            else:
+                self._add_leaf(name, page)
+            part = self.take_if_full()
+            if part is not None:
+                yield part
+
+    def _add_leaf(self, name: str, page: WalkedPage) -> None:
+        rows = self.rows_of(name)
+        kept: list[TableRow] = []
+        encoding = self.header.text_encoding
+        for row in page.rows:
+            if self.force:
+                try:
+                    decode_record(row.payload, encoding)
+                except FormatError:
+                    self.report.dropped_rows.setdefault(name, []).append(row.rowid)
+                    for pgno in row.chain:
+                        self.add_page(PageRecord(pgno, PageKind.FREE, None))
+                    continue
+            kept.append(row)
+            rows.inserted[row.rowid] = row.payload
+            self.part_bytes += len(row.payload) + RECORD_OVERHEAD
+            if row.chain:
+                self.part.chains[(name, row.rowid)] = row.chain
+                for record in overflow_records(name, row.rowid, row.chain):
+                    self.add_page(record)
+        self.report.rows[name] = self.report.rows.get(name, 0) + len(kept)
+        self.add_page(leaf_record(page.pgno, name, [row.rowid for row in kept]))
+
+    def _walk_mirror(self, obj: SchemaObject):
+        """A WITHOUT ROWID table: raw pages, its rows refilled from every cell."""
+        for page in self._walk(obj.rootpage, table=False, rendered=False):
+            self.add_page(PageRecord(page.pgno, page.kind, obj.name, data=page.image))
+            rows = self.rows_of(obj.name)
+            for payload, chain in page.payloads:
+                rows.inserted[len(rows.inserted)] = payload
+                self.part_bytes += len(payload) + RECORD_OVERHEAD
+                self._add_raw_chain(obj.name, chain)
+            self.report.rows[obj.name] = self.report.rows.get(obj.name, 0) + len(page.payloads)
+            part = self.take_if_full()
+            if part is not None:
+                yield part
+
+    def _walk_raw(self, root: int, owner: str, *, table: bool):
+        for page in self._walk(root, table=table, rendered=False):
+            self.add_page(PageRecord(page.pgno, page.kind, owner, data=page.image))
+            for _payload, chain in page.payloads:
+                self._add_raw_chain(owner, chain)
+            part = self.take_if_full()
+            if part is not None:
+                yield part
+
+    def _add_raw_chain(self, owner: str, chain: list[int]) -> None:
+        for seq, pgno in enumerate(chain):
+            image = self._raw_chain.pop(pgno)
+            self.add_page(PageRecord(pgno, PageKind.OVERFLOW, owner, None, None, seq, image))
+
+    def _freelist(self):
+        h = self.header
+        free = walk_freelist(h.first_freelist_trunk, self.src.read, self.usable, self.page_count)
+        if free.count != h.freelist_count:
+            log.warning(
+                "%s: the freelist holds %d pages, the header says %d",
+                self.src.path,
+                free.count,
+                h.freelist_count,
+            )
+        for pgno in free.trunks:
+            self.claim(pgno)
+            self.add_page(PageRecord(pgno, PageKind.FREELIST_TRUNK, None, data=self.src.read(pgno)))
+        for pgno in free.leaves:
+            self.claim(pgno)
+            self.add_page(PageRecord(pgno, PageKind.FREE, None))
+            part = self.take_if_full()
+            if part is not None:
+                yield part
+
+    def _pointer_maps(self):
+        if not self.header.auto_vacuum:
+            return
+        for pgno in range(2, self.page_count + 1):
+            if is_ptrmap_page(pgno, self.usable):
+                self.claim(pgno)
+                self.add_page(PageRecord(pgno, PageKind.PTRMAP, None, data=self.src.read(pgno)))
+                part = self.take_if_full()
+                if part is not None:
+                    yield part
+
+    def _leftovers(self):
+        """Pages nothing refers to: kept raw (SQLite's integrity_check would say
+        "never used"); the lock-byte page is left out (it renders as zeros)."""
+        lock = lock_byte_page(self.src.page_size)
+        if lock <= self.page_count and not self.visited[lock]:
+            self.visited[lock] = 1
+            if self.bar is not None:
+                self.bar.update(self.src.page_size)
+        start = 1
+        while True:
+            pgno = self.visited.find(0, start)
+            if pgno < 0:
+                break
+            self.visited[pgno] = 1
+            self.report.unused_pages += 1
+            self.add_page(PageRecord(pgno, PageKind.FREE, None, data=self.src.read(pgno)))
+            part = self.take_if_full()
+            if part is not None:
+                yield part
+            start = pgno + 1
+        if self.report.unused_pages:
+            log.warning(
+                "%s: %d pages belong to nothing (kept as they are)",
+                self.src.path,
+                self.report.unused_pages,
+            )
+
+
+def import_file(
+    store: Store,
+    path: str | os.PathLike[str],
+    replace: bool = False,
+    progress: bool = True,
+    *,
+    force: bool = False,
+    holder: LeaseHolder | None = None,
+) -> ImportReport:
+    """Import the SQLite file at `path` into the store in one server transaction.
+
+    Refuses (TransferError, FormatError, StoreNotEmptyError, LeaseHeldError)
+    before writing anything when the file cannot be imported faithfully, fails
+    SQLite's integrity_check (unless `force`), the store already holds a
+    database and `replace` is false, or a mount holds the store's lease. Any
+    error later rolls back.
+    """
+    path = Path(path)
+    check_importable(path)
+    problems = integrity_problems(path)
+    if problems and not force:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise TransferError(
+            f"{path}: the database is damaged: SQLite's integrity_check says: "
+            f"{problems[0]}{more}. Nothing was imported. Repair it first (sqlite3 {path} "
+            "'.recover'), or use --force to import what decodes"
+        )
+    try:
+        report = _import(store, path, replace, progress, force, holder)
+    except CorruptPageError as exc:
+        raise TransferError(f"{path}: cannot import a damaged database: {exc}") from exc
+    report.problems = problems
+    return report
+
+
+def _check_empty(store: Store, replace: bool) -> None:
+    if not replace and not store.is_empty():
+        raise StoreNotEmptyError(
+            f"the store ({store.target}) already holds a database; use --replace to overwrite it"
+        )
+
+
+def _import(
+    store: Store, path: Path, replace: bool, progress: bool, force: bool, holder: LeaseHolder | None
+) -> ImportReport:
+    with FilePageSource(path) as src:
+        _check_empty(store, replace)  # before the lease: a refused import leaves no trace
+        store.initialise()
+        store.acquire_lease(holder or LeaseHolder.this_process(f"pgfs import {path}"))
+        try:
+            _check_empty(store, replace)
+            started = time.perf_counter()
+            with progress_bar("import", src.page_count * src.page_size, progress) as bar:
+                importer = _Importer(src, force=force, bar=bar)
+                log.info(
+                    "importing %s: %d pages of %d bytes, %d schema objects",
+                    path,
+                    src.page_count,
+                    src.page_size,
+                    len(importer.objects),
+                )
+                stats = store.write(importer.parts(), source=CommitSource.IMPORT, clear=replace)
+        finally:
+            store.release_lease()
+    report = importer.report
+    report.seconds = time.perf_counter() - started
+    report.stats = stats
+    log.info(
+        "imported %s: %d rows in %d parts, %.1f s",
+        path,
+        report.total_rows,
+        report.parts,
+        report.seconds,
+    )
+    return report

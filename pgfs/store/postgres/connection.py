@@ -1,0 +1,190 @@
+"""Connections to PostgreSQL: options, the read pool, errors, deadlines.
+
+Reads go through a `psycopg_pool` pool; the commit path and the lease each
+have a dedicated connection (`connect`). Every connection gets a connect
+timeout and TCP keepalives, so a silent network partition is noticed; every
+statement on the commit path runs under a `Deadline`, which shuts the
+socket down when it passes, so no system call of SQLite waits longer than
+the bound pgfs promises (README "Failures").
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from pgfs.sqlite.errors import FormatError
+from pgfs.store.dsn import describe_connect_error, describe_target, one_line, scrub
+from pgfs.store.errors import StoreError, StoreUnavailableError
+
+log = logging.getLogger("pgfs.store")
+
+CONNECT_TIMEOUT = 5
+"""Seconds to establish a connection (libpq connect_timeout)."""
+POOL_TIMEOUT = 10.0
+"""How long a read waits for a pooled connection while the server answers."""
+DOWN_POOL_TIMEOUT = 0.2
+"""The same while the server is known to be down: fail fast, one bounded wait."""
+KEEPALIVE = {"keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2, "keepalives_count": 2}
+TCP_USER_TIMEOUT_MS = 8000
+
+
+def connect_kwargs(dsn: str) -> dict[str, Any]:
+    """Options pgfs adds to a DSN unless it sets them itself (or the environment does)."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        given = conninfo_to_dict(dsn)
+    except psycopg.Error:
+        given = {}
+    kwargs: dict[str, Any] = {}
+    if "connect_timeout" not in given and not os.environ.get("PGCONNECT_TIMEOUT"):
+        kwargs["connect_timeout"] = CONNECT_TIMEOUT
+    if "application_name" not in given and not os.environ.get("PGAPPNAME"):
+        kwargs["application_name"] = "pgfs"
+    for key, value in {**KEEPALIVE, "tcp_user_timeout": TCP_USER_TIMEOUT_MS}.items():
+        given.setdefault(key, value)
+        kwargs.setdefault(key, given[key])
+    return kwargs
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    """A lost or refused connection (as opposed to an error the server reported)."""
+    if isinstance(exc, PoolTimeout | psycopg.InterfaceError):
+        return True
+    if not isinstance(exc, psycopg.OperationalError):
+        return False
+    state = exc.sqlstate
+    return state is None or state.startswith("08") or state in ("57P01", "57P02", "57P03")
+
+
+def translate(exc: BaseException, doing: str, dsn: str) -> StoreError:
+    """A StoreError (StoreUnavailableError for connection trouble) for `exc`, no password."""
+    if isinstance(exc, StoreError):
+        return exc
+    message = scrub(one_line(str(exc)) or type(exc).__name__, dsn)
+    if is_connection_error(exc):
+        return StoreUnavailableError(
+            f"PostgreSQL unavailable ({describe_target(dsn)}) while {doing}: {message}"
+        )
+    if isinstance(exc, psycopg.Error):
+        return StoreError(f"PostgreSQL failed while {doing}: {message}")
+    if isinstance(exc, FormatError):
+        return StoreError(f"{doing}: {message}")
+    return StoreError(f"{doing} failed: {type(exc).__name__}: {message}")
+
+
+def connect(dsn: str, *, autocommit: bool = True) -> psycopg.Connection:
+    """A new connection; StoreUnavailableError (no password in it) when it fails."""
+    try:
+        return psycopg.connect(dsn, autocommit=autocommit, **connect_kwargs(dsn))
+    except psycopg.Error as exc:
+        raise StoreUnavailableError(describe_connect_error(exc, dsn)) from None
+
+
+class Deadline:
+    """Bound a block of statements on one connection in time.
+
+    When `seconds` pass, the connection's socket is shut down from a timer
+    thread: whatever call is blocked on it (a COMMIT whose answer never comes,
+    a partition that drops packets) fails at once with a connection error.
+    The connection is then unusable and must be discarded.
+    """
+
+    def __init__(self, conn: psycopg.Connection, seconds: float) -> None:
+        self.conn = conn
+        self.seconds = max(0.0, seconds)
+        self.expired = False
+        self._timer: threading.Timer | None = None
+
+    def __enter__(self) -> Deadline:
+        self._timer = threading.Timer(self.seconds, self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+    def _expire(self) -> None:
+        self.expired = True
+        with contextlib.suppress(Exception):
+            fd = self.conn.pgconn.socket
+            sock = socket.socket(fileno=os.dup(fd))
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            finally:
+                sock.close()
+        log.warning("a PostgreSQL call took longer than %.1f s: connection cut", self.seconds)
+
+
+class ReadPool:
+    """Pooled connections for reads, failing fast while the server is known to be down.
+
+    While connections fail, the pool reconnects in the background with a
+    growing delay; a read then does not wait for it but tries one direct
+    connection (bounded by the connect timeout): when the server is back, that
+    succeeds at once, so reads recover as soon as the server does.
+    """
+
+    def __init__(self, dsn: str, name: str, max_size: int = 4) -> None:
+        self.dsn = dsn
+        self._down_since: float | None = None
+        self._pool = ConnectionPool(
+            dsn,
+            min_size=1,
+            max_size=max_size,
+            kwargs={**connect_kwargs(dsn), "autocommit": True},
+            open=False,
+            timeout=POOL_TIMEOUT,
+            name=name,
+        )
+
+    def open(self) -> None:
+        try:
+            self._pool.open(wait=True, timeout=CONNECT_TIMEOUT * 2)
+        except PoolTimeout as exc:
+            self._pool.close()
+            raise StoreUnavailableError(describe_connect_error(exc, self.dsn)) from None
+
+    def close(self) -> None:
+        self._pool.close()
+
+    @property
+    def down(self) -> bool:
+        return self._down_since is not None
+
+    def mark_down(self) -> None:
+        if self._down_since is None:
+            self._down_since = time.monotonic()
+
+    def mark_up(self) -> None:
+        if self._down_since is not None:
+            log.info("PostgreSQL answers again after %.1f s", time.monotonic() - self._down_since)
+        self._down_since = None
+
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[psycopg.Connection]:
+        timeout = DOWN_POOL_TIMEOUT if self.down else POOL_TIMEOUT
+        try:
+            with self._pool.connection(timeout=timeout) as conn:
+                yield conn
+                return
+        except PoolTimeout:
+            pass
+        conn = connect(self.dsn)
+        self.mark_up()
+        try:
+            yield conn
+        finally:
+            conn.close()

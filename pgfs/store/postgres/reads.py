@@ -1,0 +1,170 @@
+"""Reads for rendering and reports: page records, rows of leaves, payloads, chains.
+
+Every function takes an open connection and the catalog; none writes. Row
+payloads are rebuilt from the typed columns by `pgfs.store.values`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+import psycopg
+from psycopg import sql
+
+from pgfs.sqlite.header import TextEncoding
+from pgfs.sqlite.schema import TableDefinition
+from pgfs.store.changeset import PageKind, PageRecord
+from pgfs.store.errors import StoreError
+from pgfs.store.interface import LeafRow
+from pgfs.store.postgres import ddl
+from pgfs.store.postgres.catalog import Catalog
+from pgfs.store.values import HIDDEN_FIELDS, HIDDEN_RECORD, TableLayout, layout_of, payload_from_pg
+
+FETCH_SIZE = 2_000
+
+
+def page_records(
+    conn: psycopg.Connection, catalog: Catalog, pgnos: Iterable[int]
+) -> dict[int, PageRecord]:
+    wanted = sorted(set(pgnos))
+    if not wanted:
+        return {}
+    query = sql.SQL(
+        "SELECT pgno, kind, owner, lo, hi, seq, data FROM {} WHERE pgno = ANY(%s::bigint[])"
+    ).format(catalog.meta("pages"))
+    with conn.cursor(binary=True) as cur:
+        cur.execute(query, (wanted,))
+        return {row[0]: _record(row) for row in cur}
+
+
+def _record(row: tuple) -> PageRecord:
+    pgno, kind, owner, lo, hi, seq, data = row
+    return PageRecord(pgno, PageKind(kind), owner, lo, hi, seq, None if data is None else data)
+
+
+def pages_of(conn: psycopg.Connection, catalog: Catalog, owner: str) -> list[PageRecord]:
+    query = sql.SQL(
+        "SELECT pgno, kind, owner, lo, hi, seq, data FROM {} WHERE owner = %s ORDER BY pgno"
+    ).format(catalog.meta("pages"))
+    with conn.cursor(binary=True) as cur:
+        cur.execute(query, (owner,))
+        return [_record(row) for row in cur]
+
+
+def rowid_layout(tables: dict[str, TableDefinition], table: str) -> TableLayout:
+    definition = tables.get(table)
+    if definition is None:
+        raise StoreError(f"table {table!r} keeps no rows in the store")
+    layout = layout_of(definition)
+    if layout.rowid_column is None:
+        raise StoreError(f"table {table!r} is WITHOUT ROWID: its pages are raw, not rendered")
+    return layout
+
+
+def _payload_columns(layout: TableLayout, alias: str = "t") -> sql.Composed:
+    names = [c.name for c in layout.columns] + [HIDDEN_RECORD, HIDDEN_FIELDS]
+    return sql.SQL(", ").join(sql.Identifier(alias, n) for n in names)
+
+
+def leaf_rows(
+    conn: psycopg.Connection,
+    catalog: Catalog,
+    layout: TableLayout,
+    ranges: list[tuple[int, int]],
+    encoding: TextEncoding,
+    schema_format: int,
+) -> list[LeafRow]:
+    """Rows with rowid in any of the inclusive `ranges` (which must not overlap)."""
+    if not ranges:
+        return []
+    rowid = sql.Identifier("t", layout.rowid_column or "")
+    query = sql.SQL(
+        "SELECT {}, {}, c.pages[1] FROM {} AS t"
+        " JOIN unnest(%(lo)s::bigint[], %(hi)s::bigint[]) AS r(lo, hi) ON {} BETWEEN r.lo AND r.hi"
+        " LEFT JOIN {} AS c ON c.owner = %(owner)s AND c.rowid = {}"
+        " ORDER BY {}"
+    ).format(
+        rowid,
+        _payload_columns(layout),
+        catalog.data(layout.name),
+        rowid,
+        catalog.meta("overflow_chain"),
+        rowid,
+        rowid,
+    )
+    params = {
+        "lo": [lo for lo, _ in ranges],
+        "hi": [hi for _, hi in ranges],
+        "owner": layout.name,
+    }
+    with conn.cursor(binary=True) as cur:
+        cur.execute(query, params)
+        return [
+            LeafRow(row[0], payload_from_pg(layout, row[1:-1], encoding, schema_format), row[-1])
+            for row in cur
+        ]
+
+
+def row_payloads(
+    conn: psycopg.Connection,
+    catalog: Catalog,
+    layout: TableLayout,
+    rowids: Iterable[int],
+    encoding: TextEncoding,
+    schema_format: int,
+) -> dict[int, bytes]:
+    wanted = sorted(set(rowids))
+    if not wanted:
+        return {}
+    rowid = sql.Identifier("t", layout.rowid_column or "")
+    query = sql.SQL("SELECT {}, {} FROM {} AS t WHERE {} = ANY(%s::bigint[])").format(
+        rowid, _payload_columns(layout), catalog.data(layout.name), rowid
+    )
+    with conn.cursor(binary=True) as cur:
+        cur.execute(query, (wanted,))
+        return {row[0]: payload_from_pg(layout, row[1:], encoding, schema_format) for row in cur}
+
+
+def overflow_chains(
+    conn: psycopg.Connection, catalog: Catalog, table: str, rowids: Iterable[int]
+) -> dict[int, list[int]]:
+    wanted = sorted(set(rowids))
+    if not wanted:
+        return {}
+    query = sql.SQL(
+        "SELECT rowid, pages FROM {} WHERE owner = %s AND rowid = ANY(%s::bigint[])"
+    ).format(catalog.meta("overflow_chain"))
+    return {row[0]: list(row[1]) for row in conn.execute(query, (table, wanted))}
+
+
+def table_rows(
+    conn: psycopg.Connection,
+    catalog: Catalog,
+    definition: TableDefinition,
+    encoding: TextEncoding,
+    schema_format: int,
+) -> Iterator[tuple[int, bytes]]:
+    """Every row as (rowid, payload) in rowid order, through a server-side cursor.
+
+    A WITHOUT ROWID mirror yields its rows in storage order, numbered from 0.
+    The caller holds `conn` inside a transaction for the cursor's lifetime.
+    """
+    layout = layout_of(definition)
+    names = [c.name for c in layout.columns] + [HIDDEN_RECORD, HIDDEN_FIELDS]
+    if layout.rowid_column is None:
+        query = sql.SQL("SELECT 0, {} FROM {}").format(
+            ddl.identifiers(names), catalog.data(definition.name)
+        )
+    else:
+        query = sql.SQL("SELECT {}, {} FROM {} ORDER BY {}").format(
+            sql.Identifier(layout.rowid_column),
+            ddl.identifiers(names),
+            catalog.data(definition.name),
+            sql.Identifier(layout.rowid_column),
+        )
+    with conn.cursor(name="pgfs_table_rows", binary=True) as cur:
+        cur.itersize = FETCH_SIZE
+        cur.execute(query)
+        for number, row in enumerate(cur):
+            payload = payload_from_pg(layout, row[1:], encoding, schema_format)
+            yield (row[0] if layout.rowid_column is not None else number), payload
