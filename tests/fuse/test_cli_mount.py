@@ -75,6 +75,7 @@ def test_embedded_postgres_without_a_dsn(tmp_path: Path) -> None:
     point.mkdir()
     # Not under tmp_path: the server runs as the postgres user, who cannot enter it.
     data_dir = Path(tempfile.mkdtemp(prefix="pgfs-cli-test-")) / "data"
+    data_dir.parent.chmod(0o755)
     env = _clean_env()
     args = ["mount", str(point), "--daemon", "--data-dir", str(data_dir)]
     pgfs(*args, "--log-file", str(tmp_path / "log"), env=env)
