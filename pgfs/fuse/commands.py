@@ -56,9 +56,12 @@ def _log_level_is_default(ctx: click.Context) -> bool:
 @click.option(
     "--data-dir",
     type=click.Path(file_okay=False, path_type=Path),
-    default=Path(".pgfs/postgres"),
-    show_default=True,
-    help="Where the embedded PostgreSQL lives when no DSN is configured at all.",
+    default=None,
+    help="Where the embedded PostgreSQL keeps its cluster when no DSN is configured at all "
+    "(default .pgfs/postgres here; as root, when the postgres user cannot enter it, "
+    "/var/lib/pgfs/<its path>-<hash>/data instead). A directory given here is used as is "
+    "or refused before anything starts; a cluster in it is reused and must be of the "
+    "installed PostgreSQL major version.",
 )
 @click.option(
     "--foreground/--daemon",
@@ -105,7 +108,7 @@ def mount_command(
     ctx: click.Context,
     mountpoint: Path,
     names: tuple[str, ...],
-    data_dir: Path,
+    data_dir: Path | None,
     foreground: bool,
     log_file: Path,
     backing_dir: Path | None,

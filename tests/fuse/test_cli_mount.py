@@ -108,6 +108,38 @@ def test_embedded_postgres_without_a_dsn(tmp_path: Path) -> None:
         shutil.rmtree(data_dir.parent, ignore_errors=True)
 
 
+def _private_dir(folder: Path) -> tuple[Path, str]:
+    folder.chmod(0o700)
+    return folder / "pg", f"cannot enter {folder} (mode 0700, owner root)"
+
+
+def _not_a_cluster(folder: Path) -> tuple[Path, str]:
+    folder.chmod(0o755)
+    (folder / "pg").mkdir()
+    (folder / "pg" / "notes.txt").write_text("mine\n")
+    return folder / "pg", "is neither empty nor a PostgreSQL cluster"
+
+
+@pytest.mark.parametrize("case", [_private_dir, _not_a_cluster], ids=["private", "not-a-cluster"])
+def test_a_data_dir_pgfs_cannot_use_is_refused_before_anything_starts(tmp_path: Path, case) -> None:
+    if os.geteuid() != 0 and case is _private_dir:
+        pytest.skip("the server runs as another user only as root")
+    point = tmp_path / "mnt"
+    point.mkdir()
+    folder = Path(tempfile.mkdtemp(prefix="pgfs-cli-refused-"))
+    try:
+        data_dir, reason = case(folder)
+        before = sorted(folder.rglob("*"))
+        done = pgfs("mount", str(point), "--data-dir", str(data_dir), env=_clean_env(), check=False)
+        assert done.returncode == 1
+        assert done.stderr.startswith(f"pgfs: error: {data_dir}")
+        assert reason in done.stderr.splitlines()[-1]
+        assert not is_mounted(point)
+        assert sorted(folder.rglob("*")) == before  # no initdb, no socket folder, no log
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 @pytest.mark.parametrize("signals", [1, 2], ids=["one-sigterm", "second-sigterm-in-grace"])
 def test_sigterm_finishes_the_commit_in_flight(mount: Mount, pg_dsn: str, signals: int) -> None:
     with Client(mount.db) as client:
