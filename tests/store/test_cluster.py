@@ -42,15 +42,6 @@ def listing(folder: Path) -> list[tuple[str, int, int]]:
 
 
 @pytest.fixture
-def open_dir() -> Iterator[Path]:
-    """A directory everyone may pass through (as /tmp/x or /srv/x would be)."""
-    folder = Path(tempfile.mkdtemp(prefix="pgfs-open-"))
-    folder.chmod(0o755)
-    yield folder
-    shutil.rmtree(folder, ignore_errors=True)
-
-
-@pytest.fixture
 def private_dir() -> Iterator[Path]:
     """A 0700 directory of root's, as root's home is on Debian."""
     folder = Path(tempfile.mkdtemp(prefix="pgfs-private-"))
