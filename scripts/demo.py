@@ -1,7 +1,9 @@
 """The README's main job: mount, run a short workload through SQLite, show PostgreSQL.
 
-Without PGFS_DSN the mount starts an embedded PostgreSQL in .pgfs/postgres
-(kept between runs, so a second run shows the first run's rows too).
+Without PGFS_DSN the mount starts an embedded PostgreSQL in its default place,
+.pgfs/postgres (or, as root when the postgres user cannot enter this clone,
+/var/lib/pgfs/...; the mount's log says where). The cluster is kept between
+runs, so a second run shows the first run's rows too.
 """
 
 from __future__ import annotations
@@ -16,12 +18,12 @@ from pathlib import Path
 
 import psycopg
 
-from pgfs.store.cluster import EmbeddedCluster
+from pgfs.fuse.control import read_status
+from pgfs.store.dsn import resolve_dsn
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / ".pgfs"
 MOUNTPOINT = WORK / "mnt"
-DATA_DIR = WORK / "postgres"
 
 
 def wait_for_mount(process: subprocess.Popen, timeout: float = 60.0) -> None:
@@ -91,19 +93,23 @@ def show_postgres(dsn: str) -> None:
         print(f"  pgfs.commit_log: {last[0]} commits applied, the last at {last[1]}")
 
 
+def store_dsn() -> str:
+    """The mount's DSN: the configured one, else its embedded cluster's (which carries no
+    password, so the mount's status shows it whole)."""
+    status = read_status(MOUNTPOINT)
+    return status["store"] if status.get("embedded_cluster") else resolve_dsn(None)
+
+
 def main() -> None:
-    dsn = os.environ.get("PGFS_DSN")
     MOUNTPOINT.mkdir(parents=True, exist_ok=True)
     argv = [str(ROOT / ".venv/bin/pgfs"), "mount", str(MOUNTPOINT), "--foreground"]
-    if not dsn:
-        argv += ["--data-dir", str(DATA_DIR)]
     print(f"demo: {' '.join(argv[1:])}")
-    process = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
+    process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, cwd=ROOT)
     try:
         wait_for_mount(process)
         print(f"demo: mounted; running a Jellyfin-style workload on {MOUNTPOINT}/jellyfin.db")
         workload(MOUNTPOINT / "jellyfin.db")
-        show_postgres(dsn or EmbeddedCluster(DATA_DIR).dsn)
+        show_postgres(store_dsn())
     finally:
         subprocess.run([str(ROOT / ".venv/bin/pgfs"), "unmount", str(MOUNTPOINT)], check=False)
         process.wait(timeout=60)

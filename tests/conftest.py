@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -39,6 +41,16 @@ def pg_dsn(pg_cluster: EmbeddedCluster) -> Iterator[str]:
         conn.execute(
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
         )
+
+
+@pytest.fixture
+def open_dir() -> Iterator[Path]:
+    """A directory every user may pass through, as /tmp/x or /srv/x would be (pytest's
+    tmp_path is private to root, so the postgres user cannot enter it)."""
+    path = Path(tempfile.mkdtemp(prefix="pgfs-open-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,5 @@
-"""`pgfs mount`, `pgfs unmount`, `pgfs status` (registered on the click group in pgfs.cli).
+"""`pgfs mount`, `pgfs unmount`, `pgfs status`, registered on the click group in pgfs.cli
+when this module is imported (pgfs.cli imports it).
 
 pyfuse3 is imported only when a mount actually starts, so the other pgfs
 commands do not need FUSE installed.
@@ -14,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import click
+
+from pgfs.cli import StoreOptions, register_command, resolve_store_dsn, store_options
 
 DEFAULT_LOG_FILE = Path(".pgfs/pgfs.log")
 
@@ -56,9 +59,12 @@ def _log_level_is_default(ctx: click.Context) -> bool:
 @click.option(
     "--data-dir",
     type=click.Path(file_okay=False, path_type=Path),
-    default=Path(".pgfs/postgres"),
-    show_default=True,
-    help="Where the embedded PostgreSQL lives when no DSN is configured at all.",
+    default=None,
+    help="Where the embedded PostgreSQL keeps its cluster when no DSN is configured at all "
+    "(default .pgfs/postgres here; as root, when the postgres user cannot enter it, "
+    "/var/lib/pgfs/<its path>-<hash>/data instead). A directory given here is used as is "
+    "or refused before anything starts; a cluster in it is reused and must be of the "
+    "installed PostgreSQL major version.",
 )
 @click.option(
     "--foreground/--daemon",
@@ -109,15 +115,13 @@ def _log_level_is_default(ctx: click.Context) -> bool:
     show_default=True,
     help="Seconds the kernel caches attributes and names.",
 )
-@click.option("--dsn", metavar="DSN", default=None, help="PostgreSQL connection string.")
-@click.option("--meta-schema", default="pgfs", show_default=True, metavar="NAME")
-@click.option("--data-schema", default="jellyfin", show_default=True, metavar="NAME")
+@store_options
 @click.pass_context
 def mount_command(
     ctx: click.Context,
     mountpoint: Path,
     names: tuple[str, ...],
-    data_dir: Path,
+    data_dir: Path | None,
     foreground: bool,
     log_file: Path,
     backing_dir: Path | None,
@@ -130,21 +134,17 @@ def mount_command(
     gid: int | None,
     mode: int,
     attr_timeout: float,
-    dsn: str | None,
-    meta_schema: str,
-    data_schema: str,
+    store: StoreOptions,
 ) -> None:
     """Mount the database(s) kept in PostgreSQL on MOUNTPOINT.
 
-    Without any DSN (--dsn, $PGFS_DSN, $PGFS_DSN_FILE, libpq variables) an embedded
-    PostgreSQL is started in --data-dir and stopped at unmount. SIGTERM or SIGINT
-    finishes the commit in flight and unmounts.
+    Without any DSN (--dsn, --dsn-file, $PGFS_DSN, $PGFS_DSN_FILE, libpq variables) an
+    embedded PostgreSQL is started in --data-dir and stopped at unmount. SIGTERM or
+    SIGINT finishes the commit in flight and unmounts.
     """
-    from pgfs.cli import StoreOptions, resolve_store_dsn
     from pgfs.fuse import control
 
-    if dsn:
-        resolve_store_dsn(StoreOptions(dsn, meta_schema, data_schema))  # scrub in errors
+    dsn = resolve_store_dsn(store) if store.dsn or store.dsn_file else None
     names_list = list(names) or [control.DEFAULT_NAME]
     try:
         control.check_names(names_list)
@@ -159,8 +159,8 @@ def mount_command(
         mountpoint=mountpoint,
         names=names_list,
         dsn=dsn,
-        meta_schema=meta_schema,
-        data_schema=data_schema,
+        meta_schema=store.meta_schema,
+        data_schema=store.data_schema,
         data_dir=data_dir,
         read_only=read_only,
         allow_other=allow_other,
@@ -180,7 +180,8 @@ def mount_command(
 
 
 def _daemonize(ctx: click.Context, mountpoint: Path, log_file: Path, dsn: str | None) -> None:
-    """Run the same mount with --foreground, detached; the DSN goes by environment."""
+    """Run the same mount with --foreground, detached; the DSN (read from --dsn-file
+    already) goes by environment."""
     from pgfs.fuse import control
 
     root = ctx.find_root()
@@ -192,7 +193,7 @@ def _daemonize(ctx: click.Context, mountpoint: Path, log_file: Path, dsn: str | 
         argv.append("--log-json")
     argv += ["mount", str(mountpoint.absolute()), "--foreground"]
     for name, value in ctx.params.items():
-        if name in ("mountpoint", "foreground", "dsn", "log_file"):
+        if name in ("mountpoint", "foreground", "dsn", "dsn_file", "log_file"):
             continue
         option = "--" + name.replace("_", "-")
         if name == "names":
@@ -253,3 +254,6 @@ def status_command(mountpoint: Path, as_json: bool) -> None:
 
 
 COMMANDS = (mount_command, unmount_command, status_command)
+
+for _command in COMMANDS:
+    register_command(_command)

@@ -1,9 +1,12 @@
 """What `pgfs mount`, `pgfs unmount` and `pgfs status` do.
 
-- `serve(options)`: the foreground mount. Connects one store per database
-  name (starting an `EmbeddedCluster` in `data_dir` first when no DSN is
-  configured at all), mounts, serves until unmounted or SIGTERM/SIGINT, then
-  closes the stores and stops the cluster it started.
+- `serve(options)`: the foreground mount. Checks everything it can first
+  (the mount point, FUSE access, where the embedded cluster would live), then
+  connects one store per database name (starting an `EmbeddedCluster` first
+  when no DSN is configured at all: in `data_dir` as given, or in the default
+  place, moved when the server's user cannot reach it), mounts, serves until
+  unmounted or SIGTERM/SIGINT, then closes the stores and stops the cluster
+  it started.
 - `start_daemon(argv, ...)`: `--daemon` runs the same command with
   `--foreground` as a detached child (its log in a file) and returns once the
   mount is ready, or fails with the child's last log lines.
@@ -35,8 +38,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pgfs.fuse.mount import MountConfig, is_mounted, run_mount
+from pgfs.fuse.mount import MountConfig, fuse_problem, is_mounted, run_mount
 from pgfs.fuse.operations import STATUS_NAME
+from pgfs.store.cluster import ClusterError, ClusterLocation, EmbeddedCluster, locate_cluster
 
 log = logging.getLogger("pgfs.fuse")
 
@@ -57,7 +61,8 @@ class ServeOptions:
     dsn: str | None = None
     meta_schema: str = "pgfs"
     data_schema: str = "jellyfin"
-    data_dir: Path = DEFAULT_DATA_DIR
+    data_dir: Path | None = None
+    """None: DEFAULT_DATA_DIR, which may move (module docstring); a path given is kept."""
     read_only: bool = False
     allow_other: bool = False
     uid: int | None = None
@@ -107,11 +112,22 @@ def wants_embedded_cluster(dsn: str | None) -> bool:
     return not resolve_dsn(dsn) and not any(os.environ.get(v) for v in _LIBPQ_TARGET_ENV)
 
 
+def locate_embedded_cluster(data_dir: Path | None) -> ClusterLocation:
+    """Where the embedded cluster would live; ControlError naming the directory and the fix."""
+    requested = Path(data_dir if data_dir is not None else DEFAULT_DATA_DIR).absolute()
+    try:
+        return locate_cluster(requested, may_move=data_dir is None)
+    except ClusterError as exc:
+        raise ControlError(str(exc)) from None
+
+
 @contextlib.contextmanager
-def _databases(options: ServeOptions) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
-    """Open a store and Database per name; yields (databases, status extras)."""
+def _databases(
+    options: ServeOptions, location: ClusterLocation | None
+) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+    """Open a store and Database per name, in the cluster at `location` when there is one;
+    yields (databases, status extras)."""
     from pgfs.store import open_store
-    from pgfs.store.cluster import ClusterError, EmbeddedCluster
     from pgfs.store.dsn import redact_dsn, resolve_dsn
 
     cluster = None
@@ -119,9 +135,9 @@ def _databases(options: ServeOptions) -> Iterator[tuple[dict[str, Any], dict[str
     opened: list[Any] = []
     extras: dict[str, Any] = {}
     try:
-        if wants_embedded_cluster(options.dsn):
-            cluster = EmbeddedCluster(data_dir=Path(options.data_dir).absolute())
-            log.info("no DSN configured: starting PostgreSQL in %s", cluster.data_dir)
+        if location is not None:
+            cluster = EmbeddedCluster(data_dir=location.data_dir)
+            log.info("no DSN configured: starting %s", location.describe())
             try:
                 cluster.start()
             except ClusterError as exc:
@@ -203,7 +219,13 @@ def serve(options: ServeOptions) -> None:
             parse_address(options.metrics_addr)
         except ValueError as exc:
             raise ControlError(str(exc)) from None
-    with _databases(options) as (databases, extras):
+    problem = fuse_problem()
+    if problem:
+        raise ControlError(problem)
+    location = None
+    if wants_embedded_cluster(options.dsn):
+        location = locate_embedded_cluster(options.data_dir)
+    with _databases(options, location) as (databases, extras):
         config = MountConfig(
             mountpoint=mountpoint,
             allow_other=options.allow_other,

@@ -15,8 +15,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import pwd
 import re
+import shutil
 import signal
+import stat
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -48,6 +51,31 @@ class MountConfig:
     backing_dir: Path | None = None
     metrics_addr: str | None = None
     extra_status: dict[str, Any] = field(default_factory=dict)
+
+
+FUSE_DEVICE = Path("/dev/fuse")
+
+
+def fuse_problem() -> str | None:
+    """Why this process cannot mount, before anything else starts; None when it can.
+
+    libfuse opens /dev/fuse itself and, without root, lets the setuid fusermount3
+    do the mount: a user needs both (a stock Debian makes /dev/fuse 0666).
+    """
+    if not FUSE_DEVICE.exists():
+        return f"{FUSE_DEVICE} is absent: load the fuse module (modprobe fuse)"
+    if os.geteuid() == 0:
+        return None
+    me = pwd.getpwuid(os.geteuid()).pw_name
+    if not os.access(FUSE_DEVICE, os.R_OK | os.W_OK):
+        mode = stat.S_IMODE(FUSE_DEVICE.stat().st_mode)
+        return (
+            f"{me} cannot open {FUSE_DEVICE} (mode {mode:04o}): as root, chmod 0666 "
+            f"{FUSE_DEVICE} (Debian's default), or run pgfs as root"
+        )
+    if shutil.which("fusermount3") is None:
+        return f"fusermount3 is not installed, and {me} needs it to mount: apt-get install fuse3"
+    return None
 
 
 def fuse_options(config: MountConfig) -> set[str]:

@@ -28,26 +28,36 @@ _TARGET_KEYS = ("host", "hostaddr", "port", "dbname", "user")
 _ENV_FALLBACK = {"host": "PGHOST", "port": "PGPORT", "dbname": "PGDATABASE", "user": "PGUSER"}
 
 
-def resolve_dsn(explicit: str | None) -> str:
-    """The DSN to use: `explicit` > $PGFS_DSN > contents of $PGFS_DSN_FILE > "".
+def resolve_dsn(explicit: str | None, dsn_file: str | Path | None = None) -> str:
+    """The DSN to use: `explicit` > contents of `dsn_file` > $PGFS_DSN > contents of
+    $PGFS_DSN_FILE > "".
 
     "" means "libpq environment variables" (PGHOST, PGUSER, PGPASSWORD, ...).
-    An empty value counts as unset at every level.
+    An empty value counts as unset at every level, but a `dsn_file` named on the
+    command line must hold a DSN.
     """
     if explicit:
         return explicit.strip()
+    if dsn_file:
+        from_file = read_dsn_file(dsn_file, "--dsn-file")
+        if not from_file:
+            raise StoreError(f"the DSN file {dsn_file} (--dsn-file) is empty")
+        return from_file
     from_env = os.environ.get(ENV_DSN, "").strip()
     if from_env:
         return from_env
     file_name = os.environ.get(ENV_DSN_FILE, "").strip()
     if file_name:
-        try:
-            return Path(file_name).read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise StoreError(
-                f"cannot read the DSN file {file_name} (${ENV_DSN_FILE}): {exc.strerror}"
-            ) from None
+        return read_dsn_file(file_name, f"${ENV_DSN_FILE}")
     return ""
+
+
+def read_dsn_file(path: str | Path, source: str) -> str:
+    """The DSN a file holds (its whole text, stripped); `source` says who named the file."""
+    try:
+        return Path(path).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise StoreError(f"cannot read the DSN file {path} ({source}): {exc.strerror}") from None
 
 
 def _parse(dsn: str) -> dict[str, str] | None:
@@ -82,6 +92,11 @@ def _regex_redact(dsn: str) -> str:
 def _password(dsn: str) -> str | None:
     parsed = _parse(dsn) or {}
     return parsed.get("password") or None
+
+
+def dsn_has_password(dsn: str) -> bool:
+    """Whether `dsn` carries a password (also when libpq cannot parse it)."""
+    return _password(dsn) is not None or _regex_redact(dsn) != dsn
 
 
 def describe_target(dsn: str) -> str:

@@ -47,6 +47,15 @@ def dsn(pg_dsn: str) -> str:
 
 
 @pytest.fixture
+def dsn_args(dsn: str, tmp_path: Path) -> list[str]:
+    """The documented way to give a DSN with a password: --dsn-file."""
+    dsn_file = tmp_path / "dsn"
+    dsn_file.write_text(dsn + "\n")
+    dsn_file.chmod(0o600)
+    return ["--dsn-file", str(dsn_file)]
+
+
+@pytest.fixture
 def sample(tmp_path: Path) -> Path:
     return build_all_types(tmp_path / "sample.db", page_size=1024, big_rows=3)
 
@@ -69,23 +78,23 @@ def snapshot(pg_dsn: str) -> list:
     return out
 
 
-def test_import_export_verify_inspect(dsn: str, sample: Path, tmp_path: Path) -> None:
-    result = run("import", sample, "--dsn", dsn, "--no-progress")
+def test_import_export_verify_inspect(dsn_args: list[str], sample: Path, tmp_path: Path) -> None:
+    result = run("import", sample, *dsn_args, "--no-progress")
     assert result.exit_code == 0, result.stderr
     assert "imported" in result.stdout
     out = tmp_path / "out.db"
-    result = run("export", out, "--dsn", dsn, "--no-progress")
+    result = run("export", out, *dsn_args, "--no-progress")
     assert result.exit_code == 0, result.stderr
     conn = sqlite3.connect(out)
     assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     conn.close()
-    result = run("verify", "--dsn", dsn)
+    result = run("verify", *dsn_args)
     assert result.exit_code == 0, result.stderr
     assert result.stdout.startswith("ok:")
-    result = run("inspect", "--dsn", dsn)
+    result = run("inspect", *dsn_args)
     assert result.exit_code == 0, result.stderr
     assert "types" in result.stdout and "pages by kind" in result.stdout
-    result = run("inspect", "--json", "--dsn", dsn)
+    result = run("inspect", "--json", *dsn_args)
     report = json.loads(result.stdout)
     assert report["page_count"] == sample.stat().st_size // 1024
     assert {t["name"] for t in report["tables"]} >= {"types", "big", "wr"}
@@ -93,21 +102,21 @@ def test_import_export_verify_inspect(dsn: str, sample: Path, tmp_path: Path) ->
         assert PASSWORD not in result_text
 
 
-def test_export_refuses_to_overwrite(dsn: str, sample: Path, tmp_path: Path) -> None:
-    assert run("import", sample, "--dsn", dsn, "--no-progress").exit_code == 0
+def test_export_refuses_to_overwrite(dsn_args: list[str], sample: Path, tmp_path: Path) -> None:
+    assert run("import", sample, *dsn_args, "--no-progress").exit_code == 0
     out = tmp_path / "exists.db"
     out.write_bytes(b"keep me")
-    result = run("export", out, "--dsn", dsn, "--no-progress")
+    result = run("export", out, *dsn_args, "--no-progress")
     assert result.exit_code == 1
     assert "--force" in error_line(result)
     assert out.read_bytes() == b"keep me"
-    result = run("export", out, "--dsn", dsn, "--no-progress", "--force")
+    result = run("export", out, *dsn_args, "--no-progress", "--force")
     assert result.exit_code == 0, result.stderr
     assert out.stat().st_size == sample.stat().st_size
 
 
-def test_export_of_an_empty_store(dsn: str, tmp_path: Path) -> None:
-    result = run("export", tmp_path / "x.db", "--dsn", dsn, "--no-progress")
+def test_export_of_an_empty_store(dsn_args: list[str], tmp_path: Path) -> None:
+    result = run("export", tmp_path / "x.db", *dsn_args, "--no-progress")
     assert result.exit_code == 1
     assert "no database" in error_line(result)
 
@@ -180,14 +189,14 @@ BAD_INPUTS = {
 
 @pytest.mark.parametrize("case", sorted(BAD_INPUTS))
 def test_bad_input_leaves_postgresql_unchanged(
-    case: str, dsn: str, pg_dsn: str, sample: Path, tmp_path: Path
+    case: str, dsn_args: list[str], pg_dsn: str, sample: Path, tmp_path: Path
 ) -> None:
     make, expected = BAD_INPUTS[case]
-    assert run("import", sample, "--dsn", dsn, "--no-progress").exit_code == 0
+    assert run("import", sample, *dsn_args, "--no-progress").exit_code == 0
     before = snapshot(pg_dsn)
     bad = make(tmp_path, sample)
     for flags in ([], ["--replace"]):
-        result = run("import", bad, "--dsn", dsn, "--no-progress", *flags)
+        result = run("import", bad, *dsn_args, "--no-progress", *flags)
         assert result.exit_code == 1
         line = error_line(result)
         # damage deep inside the file is found while streaming, after the check
@@ -198,38 +207,40 @@ def test_bad_input_leaves_postgresql_unchanged(
         assert snapshot(pg_dsn) == before
 
 
-def test_corrupt_file_names_the_page(dsn: str, sample: Path, tmp_path: Path) -> None:
+def test_corrupt_file_names_the_page(dsn_args: list[str], sample: Path, tmp_path: Path) -> None:
     bad = _corrupt(tmp_path, sample)
     conn = sqlite3.connect(sample)
     (root,) = conn.execute("SELECT rootpage FROM sqlite_schema WHERE name = 'types'").fetchone()
     conn.close()
-    result = run("import", bad, "--dsn", dsn, "--no-progress")
+    result = run("import", bad, *dsn_args, "--no-progress")
     assert f"page {root}:" in error_line(result)
 
 
-def test_non_empty_store_needs_replace(dsn: str, pg_dsn: str, sample: Path, tmp_path: Path):
-    assert run("import", sample, "--dsn", dsn, "--no-progress").exit_code == 0
+def test_non_empty_store_needs_replace(
+    dsn_args: list[str], pg_dsn: str, sample: Path, tmp_path: Path
+):
+    assert run("import", sample, *dsn_args, "--no-progress").exit_code == 0
     before = snapshot(pg_dsn)
     other = build_all_types(tmp_path / "other.db", page_size=4096, big_rows=1, seed=99)
-    result = run("import", other, "--dsn", dsn, "--no-progress")
+    result = run("import", other, *dsn_args, "--no-progress")
     assert result.exit_code == 1
     assert "--replace" in error_line(result)
     assert snapshot(pg_dsn) == before
-    result = run("import", other, "--dsn", dsn, "--no-progress", "--replace")
+    result = run("import", other, *dsn_args, "--no-progress", "--replace")
     assert result.exit_code == 0, result.stderr
     out = tmp_path / "out.db"
-    assert run("export", out, "--dsn", dsn, "--no-progress").exit_code == 0
+    assert run("export", out, *dsn_args, "--no-progress").exit_code == 0
     assert out.read_bytes()[16:18] == (4096).to_bytes(2, "big")
-    assert run("verify", "--dsn", dsn).exit_code == 0
+    assert run("verify", *dsn_args).exit_code == 0
 
 
 def test_verify_fails_when_postgresql_was_tampered_with(
-    dsn: str, pg_dsn: str, sample: Path
+    dsn_args: list[str], pg_dsn: str, sample: Path
 ) -> None:
-    assert run("import", sample, "--dsn", dsn, "--no-progress").exit_code == 0
+    assert run("import", sample, *dsn_args, "--no-progress").exit_code == 0
     with psycopg.connect(pg_dsn) as conn:
         conn.execute("DELETE FROM jellyfin.hidden_rowid WHERE a = 'name 001'")
-    result = run("verify", "--dsn", dsn)
+    result = run("verify", *dsn_args)
     assert result.exit_code == 1
     assert result.stderr.strip().splitlines()[-1].startswith("pgfs: error: verify failed")
     assert "integrity_check" in result.stderr
@@ -237,12 +248,49 @@ def test_verify_fails_when_postgresql_was_tampered_with(
 
 def test_unreachable_server_never_shows_the_password(tmp_path: Path, sample: Path) -> None:
     bad = f"host={tmp_path} port=1 dbname=x user=someone password={PASSWORD} connect_timeout=2"
+    dsn_file = tmp_path / "dsn"
+    dsn_file.write_text(bad)
     for args in (["import", sample, "--no-progress"], ["inspect"], ["verify"]):
+        result = run(*args, "--dsn-file", dsn_file)
+        assert result.exit_code == 1
+        assert "cannot connect" in error_line(result)
+        assert PASSWORD not in result.stdout + result.stderr
+        # Given as --dsn, the password is warned about (without showing it) first.
         result = run(*args, "--dsn", bad)
         assert result.exit_code == 1
-        line = error_line(result)
-        assert "cannot connect" in line
+        warning, error = result.stderr.strip().splitlines()
+        assert "--dsn carries a password" in warning and "--dsn-file" in warning
+        assert error.startswith("pgfs: error: cannot connect")
         assert PASSWORD not in result.stdout + result.stderr
+
+
+def test_a_password_in_dsn_is_warned_about_once(pg_dsn: str, dsn: str, sample: Path) -> None:
+    done = subprocess.run(
+        [PGFS, "import", sample, "--no-progress", "--dsn", dsn], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert PASSWORD not in done.stdout + done.stderr
+    warnings = [line for line in done.stderr.splitlines() if "carries a password" in line]
+    assert len(warnings) == 1, done.stderr
+    quiet = subprocess.run([PGFS, "inspect", "--dsn", pg_dsn], capture_output=True, text=True)
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stderr == ""
+
+
+def test_dsn_file_problems_are_one_line(dsn: str, tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-file"
+    result = run("inspect", "--dsn-file", missing)
+    assert result.exit_code == 1
+    assert f"cannot read the DSN file {missing} (--dsn-file)" in error_line(result)
+    empty = tmp_path / "empty"
+    empty.write_text("\n")
+    result = run("inspect", "--dsn-file", empty)
+    assert result.exit_code == 1
+    assert f"the DSN file {empty} (--dsn-file) is empty" in error_line(result)
+    result = run("inspect", "--dsn", dsn, "--dsn-file", empty)
+    assert result.exit_code == 2
+    assert "--dsn or --dsn-file, not both" in error_line(result)
+    assert PASSWORD not in result.stdout + result.stderr
 
 
 def test_usage_error_is_one_line_exit_2() -> None:
@@ -277,10 +325,8 @@ def test_console_script(dsn: str, sample: Path, tmp_path: Path) -> None:
     ]
 
 
-def test_log_json(dsn: str, sample: Path) -> None:
-    result = run(
-        "--log-json", "--log-level", "INFO", "import", sample, "--dsn", dsn, "--no-progress"
-    )
+def test_log_json(dsn_args: list[str], sample: Path) -> None:
+    result = run("--log-json", "--log-level", "INFO", "import", sample, *dsn_args, "--no-progress")
     assert result.exit_code == 0, result.stderr
     entries = [json.loads(line) for line in result.stderr.strip().splitlines()]
     assert any(e["message"].startswith("imported") for e in entries)

@@ -4,7 +4,8 @@ The session cluster trusts local connections; this module puts a
 `local all pgfs_pw scram-sha-256` line at the top of its pg_hba.conf (restored at
 the end), so a wrong password is really refused. `pgfs import` and `pgfs inspect`
 run as the console script with the password from each source pgfs documents:
-$PGPASSWORD, $PGPASSFILE, `password=` in $PGFS_DSN, and a DSN in $PGFS_DSN_FILE.
+$PGPASSWORD, $PGPASSFILE, `password=` in $PGFS_DSN, and a DSN in $PGFS_DSN_FILE or
+in the file named by --dsn-file.
 The password never appears on stdout or stderr.
 """
 
@@ -116,14 +117,20 @@ def _environment(
         env["PGPASSFILE"] = str(passfile)
     elif source == "PGFS_DSN":
         env["PGFS_DSN"] = f"{base} password={password}"
-    elif source == "PGFS_DSN_FILE":
+    elif source in ("PGFS_DSN_FILE", "--dsn-file"):
         dsn_file = tmp_path / "dsn"
         dsn_file.write_text(f"{base} password={password}\n")
         dsn_file.chmod(0o600)
-        env["PGFS_DSN_FILE"] = str(dsn_file)
+        if source == "PGFS_DSN_FILE":
+            env["PGFS_DSN_FILE"] = str(dsn_file)
     else:
         raise AssertionError(source)
     return env
+
+
+def _options(source: str, tmp_path: Path) -> list[str]:
+    """The command-line options of one way of giving the password (see _environment)."""
+    return ["--dsn-file", str(tmp_path / "dsn")] if source == "--dsn-file" else []
 
 
 def _pgfs(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -132,7 +139,7 @@ def _pgfs(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-SOURCES = ["PGPASSWORD", "PGPASSFILE", "PGFS_DSN", "PGFS_DSN_FILE"]
+SOURCES = ["PGPASSWORD", "PGPASSFILE", "PGFS_DSN", "PGFS_DSN_FILE", "--dsn-file"]
 
 
 @pytest.mark.parametrize("source", SOURCES)
@@ -140,9 +147,10 @@ def test_import_and_inspect_with_the_password_from(
     source: str, password_role: EmbeddedCluster, database: str, sample: Path, tmp_path: Path
 ) -> None:
     env = _environment(source, PASSWORD, password_role, database, tmp_path)
-    imported = _pgfs(env, "import", str(sample), "--no-progress")
+    options = _options(source, tmp_path)
+    imported = _pgfs(env, "import", str(sample), "--no-progress", *options)
     assert imported.returncode == 0, imported.stderr
-    inspected = _pgfs(env, "inspect", "--json")
+    inspected = _pgfs(env, "inspect", "--json", *options)
     assert inspected.returncode == 0, inspected.stderr
     assert "items" in inspected.stdout
     for result in (imported, inspected):
@@ -169,7 +177,7 @@ def test_a_wrong_password_is_one_error_line(
 ) -> None:
     env = _environment(source, WRONG, password_role, database, tmp_path)
     for args in (["import", str(sample), "--no-progress"], ["inspect"]):
-        result = _pgfs(env, *args)
+        result = _pgfs(env, *args, *_options(source, tmp_path))
         assert result.returncode == 1, (result.stdout, result.stderr)
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1, result.stderr

@@ -6,11 +6,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -70,11 +68,10 @@ def test_daemon_status_and_unmount(tmp_path: Path, pg_dsn: str) -> None:
             subprocess.run(["fusermount3", "-uz", str(point)], check=False)
 
 
-def test_embedded_postgres_without_a_dsn(tmp_path: Path) -> None:
+def test_embedded_postgres_without_a_dsn(tmp_path: Path, open_dir: Path) -> None:
     point = tmp_path / "mnt"
     point.mkdir()
-    # Not under tmp_path: the server runs as the postgres user, who cannot enter it.
-    data_dir = Path(tempfile.mkdtemp(prefix="pgfs-cli-test-")) / "data"
+    data_dir = open_dir / "data"  # not under tmp_path: the postgres user cannot enter it
     env = _clean_env()
     args = ["mount", str(point), "--daemon", "--data-dir", str(data_dir)]
     pgfs(*args, "--log-file", str(tmp_path / "log"), env=env)
@@ -104,7 +101,35 @@ def test_embedded_postgres_without_a_dsn(tmp_path: Path) -> None:
         from pgfs.store.cluster import EmbeddedCluster
 
         EmbeddedCluster(data_dir=data_dir).stop("immediate")
-        shutil.rmtree(data_dir.parent, ignore_errors=True)
+
+
+def _private_dir(folder: Path) -> tuple[Path, str]:
+    folder.chmod(0o700)
+    return folder / "pg", f"cannot enter {folder} (mode 0700, owner root)"
+
+
+def _not_a_cluster(folder: Path) -> tuple[Path, str]:
+    (folder / "pg").mkdir()
+    (folder / "pg" / "notes.txt").write_text("mine\n")
+    return folder / "pg", "is neither empty nor a PostgreSQL cluster"
+
+
+@pytest.mark.parametrize("case", [_private_dir, _not_a_cluster], ids=["private", "not-a-cluster"])
+def test_a_data_dir_pgfs_cannot_use_is_refused_before_anything_starts(
+    tmp_path: Path, open_dir: Path, case
+) -> None:
+    if os.geteuid() != 0 and case is _private_dir:
+        pytest.skip("the server runs as another user only as root")
+    point = tmp_path / "mnt"
+    point.mkdir()
+    data_dir, reason = case(open_dir)
+    before = sorted(open_dir.rglob("*"))
+    done = pgfs("mount", str(point), "--data-dir", str(data_dir), env=_clean_env(), check=False)
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"pgfs: error: {data_dir}")
+    assert reason in done.stderr.splitlines()[-1]
+    assert not is_mounted(point)
+    assert sorted(open_dir.rglob("*")) == before  # no initdb, no socket folder, no log
 
 
 @pytest.mark.parametrize("signals", [1, 2], ids=["one-sigterm", "second-sigterm-in-grace"])

@@ -4,11 +4,9 @@ processes: os.stat of the served files, and a directory listing by an unprivileg
 from __future__ import annotations
 
 import os
-import shutil
 import sqlite3
 import stat
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,15 +22,6 @@ ENV = {"PATH": "/usr/bin:/bin", "LC_ALL": "C"}
 def _owner(path: Path) -> tuple[int, int, int]:
     info = os.stat(path)
     return info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)
-
-
-@pytest.fixture
-def open_dir() -> Iterator[Path]:
-    """A directory every user may traverse (pytest's tmp_path is private to root)."""
-    path = Path(tempfile.mkdtemp(prefix="pgfs-owner-"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""The DSN's password never shows: not in argv, the process title, logs, status or metrics."""
+"""The DSN's password never shows: not in argv, the process title, logs, status or metrics.
+--dsn-file keeps it off the command line; a password given as --dsn is warned about once."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ import urllib.request
 from pathlib import Path
 
 import psycopg
+import pytest
 
+from pgfs.fuse.control import read_status
 from pgfs.fuse.mount import is_mounted
 from pgfs.fuse.operations import STATUS_NAME
 
@@ -65,3 +68,40 @@ def test_password_from_the_environment_never_shows(pg_dsn: str, tmp_path: Path) 
         assert SECRET not in text, f"the password shows in the {where}"
     with psycopg.connect(pg_dsn) as check:
         assert check.execute("SELECT v FROM jellyfin.t").fetchall() == [("one",)]
+
+
+@pytest.mark.parametrize("option", ["--dsn-file", "--dsn"])
+def test_a_daemon_never_carries_the_password_in_its_argv(
+    option: str, pg_dsn: str, tmp_path: Path
+) -> None:
+    dsn = f"{pg_dsn} password={SECRET}"  # the test server trusts local connections
+    dsn_file = tmp_path / "dsn"
+    dsn_file.write_text(dsn + "\n")
+    dsn_file.chmod(0o600)
+    point, log_path = tmp_path / "mnt", tmp_path / "daemon.log"
+    point.mkdir()
+    argv = [str(Path(sys.executable).with_name("pgfs")), "mount", str(point), "--daemon"]
+    argv += [option, str(dsn_file) if option == "--dsn-file" else dsn]
+    started = subprocess.run(
+        [*argv, "--log-file", str(log_path)],
+        env={"PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert started.returncode == 0, started.stderr
+    try:
+        daemon_argv = Path(f"/proc/{read_status(point)['pid']}/cmdline").read_bytes()
+        conn = sqlite3.connect(point / "jellyfin.db", isolation_level=None)
+        conn.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+        conn.execute("INSERT INTO t(v) VALUES ('by file')")
+        conn.close()
+    finally:
+        subprocess.run(["fusermount3", "-u", str(point)], check=False)
+    said = started.stdout + started.stderr + log_path.read_text()
+    assert SECRET.encode() not in daemon_argv
+    assert SECRET not in said
+    warnings = said.count("--dsn carries a password")
+    assert warnings == (1 if option == "--dsn" else 0), said
+    with psycopg.connect(pg_dsn) as check:
+        assert check.execute("SELECT v FROM jellyfin.t").fetchall() == [("by file",)]

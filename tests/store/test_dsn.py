@@ -7,7 +7,7 @@ import socket
 import psycopg
 import pytest
 
-from pgfs.store.dsn import describe_connect_error, redact_dsn, resolve_dsn
+from pgfs.store.dsn import describe_connect_error, dsn_has_password, redact_dsn, resolve_dsn
 from pgfs.store.errors import StoreError, StoreUnavailableError
 from pgfs.store.postgres import PostgresStore as Store
 
@@ -39,6 +39,17 @@ def test_resolve_order(clean_env, tmp_path):
     assert resolve_dsn("") == "host=from-env"
 
 
+def test_a_dsn_file_option_comes_before_the_environment(clean_env, tmp_path):
+    dsn_file = tmp_path / "dsn"
+    dsn_file.write_text("host=from-option-file dbname=x\n")
+    clean_env.setenv("PGFS_DSN", "host=from-env")
+    assert resolve_dsn(None, dsn_file) == "host=from-option-file dbname=x"
+    assert resolve_dsn("host=explicit", dsn_file) == "host=explicit"
+    dsn_file.write_text("\n")
+    with pytest.raises(StoreError, match="is empty"):
+        resolve_dsn(None, dsn_file)
+
+
 def test_resolve_unreadable_file(clean_env, tmp_path):
     clean_env.setenv("PGFS_DSN_FILE", str(tmp_path / "missing"))
     with pytest.raises(StoreError, match="missing"):
@@ -61,11 +72,14 @@ def test_redact_removes_the_password(dsn):
     assert SECRET not in redacted
     assert "db.example" in redacted
     assert "***" in redacted
+    assert dsn_has_password(dsn)
 
 
 def test_redact_keeps_a_dsn_without_password():
     assert redact_dsn("host=/tmp dbname=x") == "host=/tmp dbname=x"
     assert redact_dsn("") == ""
+    for dsn in ("host=/tmp dbname=x", "postgresql://bob@db.example/jf", "host=x dbname"):
+        assert not dsn_has_password(dsn)
 
 
 def _connect_error(dsn: str) -> StoreUnavailableError:
