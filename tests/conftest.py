@@ -26,7 +26,7 @@ _database_numbers = itertools.count(1)
 
 @pytest.fixture(scope="session")
 def pg_cluster() -> Iterator[EmbeddedCluster]:
-    with EmbeddedCluster.temporary() as cluster:
+    with EmbeddedCluster.temporary(tcp=True) as cluster:
         yield cluster
 
 
@@ -36,7 +36,7 @@ def pg_dsn(pg_cluster: EmbeddedCluster) -> Iterator[str]:
     name = f"test_{os.getpid()}_{next(_database_numbers)}"
     with psycopg.connect(pg_cluster.admin_dsn(), autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    yield f"host={pg_cluster.socket_dir} dbname={name} user={pg_cluster.user}"
+    yield pg_cluster.dsn_for(name)
     with psycopg.connect(pg_cluster.admin_dsn(), autocommit=True) as conn:
         conn.execute(
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))

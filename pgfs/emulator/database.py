@@ -35,7 +35,14 @@ from pgfs.sqlite.header import DatabaseHeader
 from pgfs.sqlite.schema import table_definitions
 from pgfs.store.changeset import Changeset, CommitSource, PageRecord
 from pgfs.store.errors import CommitOutcomeUnknownError
-from pgfs.store.interface import CommitStats, Store, StoreState, new_commit_id
+from pgfs.store.interface import (
+    CommitStats,
+    Health,
+    LeaseStatus,
+    Store,
+    StoreState,
+    new_commit_id,
+)
 
 if TYPE_CHECKING:
     from pgfs.emulator.diff import Identity
@@ -101,6 +108,9 @@ class Database:
         self.renderer = Renderer(store, self.pagemap, self.cache, state)
         self.lock = threading.RLock()
         self.last_changeset: Changeset | None = None
+        """The first part of the last commit (for tests and logs); `last_parts` all of them
+        (empty for a commit too big to keep)."""
+        self.last_parts: list[Changeset] = []
         self.last_diff: DiffStats | None = None
         self.last_ms = 0.0
         self.unresolved: _Unresolved | None = None
@@ -236,7 +246,8 @@ class Database:
                 commit_id,
             )
             raise
-        self.last_changeset = parts[0] if parts is not None and len(parts) == 1 else None
+        self.last_parts = parts or []
+        self.last_changeset = parts[0] if parts else None
         self._advance(self._state_after(diff.identity, forward, stats.commit_seq), forward, changed)
         self.last_ms = (time.perf_counter() - started) * 1000
         return stats
@@ -313,6 +324,31 @@ class Database:
         self._commit(pending.undo, pending.old_page_count, CommitSource.UNDO, new_commit_id())
 
     # ------------------------------------------------------------------ housekeeping
+
+    def resolve_pending(self) -> None:
+        """Learn the outcome of an unresolved commit now, if there is one (the mount asks
+        every second, so the undo does not wait for SQLite's next call)."""
+        if self.unresolved is None:
+            return
+        with self.lock:
+            self._resolve_pending()
+
+    def lease_status(self) -> LeaseStatus:
+        return self.store.lease_status()
+
+    def health(self) -> Health:
+        return self.store.health()
+
+    @property
+    def pages_rendered(self) -> int:
+        return self.renderer.pages_rendered
+
+    @property
+    def cache_hits(self) -> int:
+        return self.cache.hits + self.cache.disk_hits
+
+    def check_lease(self) -> None:
+        self.store.check_lease()
 
     def forget(self) -> None:
         """Drop cached images and page-map entries (an export, batch by batch)."""

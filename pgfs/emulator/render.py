@@ -73,6 +73,8 @@ class Renderer:
         self.tables = state.tables
         self.pages_rendered = 0
         self.batches = 0
+        self.payload_bytes = 0
+        """Bytes of row payloads fetched to render overflow pages (linear in what is read)."""
         self._slot: tuple[str, int, bytes, list[int]] | None = None
         """The last long row rendered (owner, rowid, payload, chain): its other pages
         are asked for next, and must not cost the payload again."""
@@ -247,6 +249,7 @@ class Renderer:
         need = [r for r in rowids if r not in found]
         payloads = self.store.row_payloads(owner, need) if need else {}
         chains = self.store.overflow_chains(owner, need) if need else {}
+        self.payload_bytes += sum(len(p) for p in payloads.values())
         for rowid in need:
             if rowid in payloads and rowid in chains:
                 found[rowid] = (payloads[rowid], chains[rowid])

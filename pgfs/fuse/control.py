@@ -196,7 +196,8 @@ def _open_database(store: Any, options: ServeOptions, meta_schema: str) -> Any:
     state = store.load_state()
     disk = None
     if options.cache_dir is not None:
-        folder = Path(options.cache_dir).absolute() / meta_schema
+        # One folder per store (its id), so stores never share or clobber a cache.
+        folder = Path(options.cache_dir).absolute() / (state.store_id or meta_schema)
         disk = DiskPages.open(folder, CacheStamp(state.store_id, state.commit_seq, state.page_size))
     return Database(store, state, PageCache(disk=disk))
 

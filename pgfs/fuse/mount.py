@@ -35,6 +35,9 @@ from pgfs.tracker.database_file import Backend, DatabaseFile
 
 log = logging.getLogger("pgfs.fuse")
 
+LEASE_CHECK_TICKS = 3
+"""Probe the lease connections every this many seconds."""
+
 
 @dataclass
 class MountConfig:
@@ -145,15 +148,34 @@ class MountSession:
                     log.info("%d commit(s) in flight will complete first", in_flight)
                 self._terminate()
 
+    async def _housekeeping(self) -> None:
+        """Every second: learn the outcome of a commit whose answer was lost (and undo it
+        if it landed after SQLite was told it failed); every few seconds, probe the lease
+        connections, so a dropped one is noticed before the next commit needs it."""
+        ticks = 0
+        while True:
+            await trio.sleep(1.0)
+            ticks += 1
+            for dbfile in self.files.values():
+                database = dbfile.database
+                try:
+                    await trio.to_thread.run_sync(database.resolve_pending)
+                    if ticks % LEASE_CHECK_TICKS == 0:
+                        await trio.to_thread.run_sync(database.check_lease)
+                except Exception:  # the next call says what is wrong
+                    log.debug("housekeeping of %s failed", dbfile.name, exc_info=True)
+
     async def _main(self, handle_signals: bool, on_ready: Callable[[], None] | None) -> None:
         self._token = trio.lowlevel.current_trio_token()
         async with trio.open_nursery() as nursery:
             if handle_signals:
                 await nursery.start(self._watch_signals)
+            nursery.start_soon(self._housekeeping)
             if self.config.metrics_addr:
-                from pgfs.fuse.metrics import serve_metrics
+                from pgfs.fuse.metrics import MountMetrics, serve_metrics
 
-                await nursery.start(serve_metrics, self, self.config.metrics_addr)
+                metrics = MountMetrics(self.files, self.operations)
+                await nursery.start(serve_metrics, metrics, self.config.metrics_addr)
             self.ready.set()
             if on_ready is not None:
                 on_ready()

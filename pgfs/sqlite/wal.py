@@ -16,6 +16,8 @@ import struct
 from dataclasses import astuple, dataclass, replace
 from functools import lru_cache
 
+import numpy as np
+
 from pgfs.sqlite.errors import FormatError
 from pgfs.sqlite.header import is_valid_page_size
 
@@ -111,42 +113,58 @@ def _word_format(n_words: int, big_endian: bool) -> struct.Struct:
     return struct.Struct(f"{'>' if big_endian else '<'}{n_words}I")
 
 
+@lru_cache(maxsize=8)
+def _coefficients(n_pairs: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, tuple]:
+    """The recurrence of §4.1 in closed form, for `n_pairs` pairs of words.
+
+    One step is v' = M v + (a, a + b) with v = (s1, s2) and M = [[1, 1], [1, 2]]
+    (s1 += a + s2; s2 += b + s1). After n steps, v_n = M^n v_0 + the sum over
+    pairs i of M^(n-1-i) (a_i, a_i + b_i): each of s1, s2 is a dot product of
+    the words with fixed coefficients, mod 2**32. Returns the coefficients of
+    a and b in s1 and in s2, and M^n.
+    """
+    powers = np.empty((n_pairs + 1, 4), dtype=np.uint64)
+    p11, p12, p21, p22 = 1, 0, 0, 1
+    for k in range(n_pairs + 1):
+        powers[k] = (p11, p12, p21, p22)
+        p11, p12, p21, p22 = (
+            (p11 + p21) & _MASK,
+            (p12 + p22) & _MASK,
+            (p11 + 2 * p21) & _MASK,
+            (p12 + 2 * p22) & _MASK,
+        )
+    ks = powers[n_pairs - 1 :: -1][:n_pairs]  # M^(n-1-i) for i = 0..n-1
+    a1 = (ks[:, 0] + ks[:, 1]) & _MASK
+    b1 = ks[:, 1].copy()
+    a2 = (ks[:, 2] + ks[:, 3]) & _MASK
+    b2 = ks[:, 3].copy()
+    return a1, b1, a2, b2, tuple(int(x) for x in powers[n_pairs])
+
+
 def wal_checksum(data: bytes, s1: int, s2: int, big_endian: bool) -> tuple[int, int]:
-    """The WAL checksum of ``data`` (a multiple of 8 bytes) continuing from
-    (s1, s2), with words in big- or little-endian order (§4.1):
+    """The WAL checksum of `data` (a multiple of 8 bytes) continuing from (s1, s2),
+    with words in big- or little-endian order (§4.1):
     for each pair of words (a, b): s1 += a + s2; s2 += b + s1 (mod 2**32).
 
-    The words come from one struct.unpack; the loop takes 8 pairs per step and
-    reduces mod 2**32 once per step (the sums stay small between reductions).
+    Computed in closed form with numpy (`_coefficients`): a few microseconds
+    for a page, where the word-by-word loop takes a hundred.
     """
     n = len(data)
     if n % 8:
         raise ValueError(f"checksummed data must be a multiple of 8 bytes, not {n}")
-    words = _word_format(n // 4, big_endian).unpack(data)
-    bulk = n // 64 * 16
-    it = iter(words[:bulk])
-    for a, b, c, d, e, f, g, h, i, j, k, r, m, o, p, q in zip(*[it] * 16, strict=True):
-        s1 += a + s2
-        s2 += b + s1
-        s1 += c + s2
-        s2 += d + s1
-        s1 += e + s2
-        s2 += f + s1
-        s1 += g + s2
-        s2 += h + s1
-        s1 += i + s2
-        s2 += j + s1
-        s1 += k + s2
-        s2 += r + s1
-        s1 += m + s2
-        s2 += o + s1
-        s1 = (s1 + p + s2) & _MASK
-        s2 = (s2 + q + s1) & _MASK
-    it = iter(words[bulk:])
-    for a, b in zip(it, it, strict=True):
-        s1 = (s1 + a + s2) & _MASK
-        s2 = (s2 + b + s1) & _MASK
-    return s1 & _MASK, s2 & _MASK
+    if n < 64:
+        words = _word_format(n // 4, big_endian).unpack(data)
+        it = iter(words)
+        for a, b in zip(it, it, strict=True):
+            s1 = (s1 + a + s2) & _MASK
+            s2 = (s2 + b + s1) & _MASK
+        return s1, s2
+    words = np.frombuffer(data, dtype=">u4" if big_endian else "<u4").astype(np.uint64)
+    a, b = words[0::2], words[1::2]
+    ca1, cb1, ca2, cb2, (p11, p12, p21, p22) = _coefficients(n // 8)
+    t1 = int(np.dot(a, ca1)) + int(np.dot(b, cb1))
+    t2 = int(np.dot(a, ca2)) + int(np.dot(b, cb2))
+    return (p11 * s1 + p12 * s2 + t1) & _MASK, (p21 * s1 + p22 * s2 + t2) & _MASK
 
 
 def frame_checksum(

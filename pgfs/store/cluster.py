@@ -252,6 +252,14 @@ def _make_dirs(path: Path) -> None:
             directory.chmod(0o755)
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 @dataclass
 class EmbeddedCluster:
     """A PostgreSQL cluster in `data_dir`, listening on a unix socket in `data_dir/socket`.
@@ -262,13 +270,16 @@ class EmbeddedCluster:
 
     data_dir: Path
     database: str = "pgfs"
+    port: int = 5432
+    tcp: bool = False
+    """Also listen on 127.0.0.1:`port` (tests put a TCP proxy in front of it)."""
     _owner: pwd.struct_passwd | None = field(default=None, init=False, repr=False)
 
     @classmethod
-    def temporary(cls) -> EmbeddedCluster:
+    def temporary(cls, *, tcp: bool = False) -> EmbeddedCluster:
         base = Path(tempfile.mkdtemp(prefix="pgfs-pg-"))
         base.chmod(0o755)  # the server's user passes through; its own folders are 0700
-        return cls(data_dir=base / "data")
+        return cls(data_dir=base / "data", port=_free_port() if tcp else 5432, tcp=tcp)
 
     @property
     def socket_dir(self) -> Path:
@@ -284,10 +295,15 @@ class EmbeddedCluster:
 
     @property
     def dsn(self) -> str:
-        return f"host={self.socket_dir} dbname={self.database} user={self.user}"
+        return self.dsn_for(self.database)
 
     def admin_dsn(self) -> str:
-        return f"host={self.socket_dir} dbname=postgres user={self.user}"
+        return self.dsn_for("postgres")
+
+    def dsn_for(self, database: str, *, tcp: bool = False) -> str:
+        """The DSN of `database` on this server: its unix socket, or 127.0.0.1 (`tcp`)."""
+        host = "127.0.0.1" if tcp else str(self.socket_dir)
+        return f"host={host} port={self.port} dbname={database} user={self.user}"
 
     def _server_user(self) -> pwd.struct_passwd:
         if self._owner is None:
@@ -331,7 +347,7 @@ class EmbeddedCluster:
 
     def is_running(self) -> bool:
         return (self.data_dir / "postmaster.pid").exists() and (
-            self.socket_dir / ".s.PGSQL.5432"
+            self.socket_dir / f".s.PGSQL.{self.port}"
         ).exists()
 
     def start(self) -> EmbeddedCluster:
@@ -351,8 +367,10 @@ class EmbeddedCluster:
                 self.user,
             )
         if not self.is_running():
+            listen = "127.0.0.1" if self.tcp else ""
             options = (
-                f"-c listen_addresses='' -c unix_socket_directories='{self.socket_dir}' "
+                f"-c listen_addresses='{listen}' -c port={self.port} "
+                f"-c unix_socket_directories='{self.socket_dir}' "
                 "-c fsync=off -c full_page_writes=off -c max_connections=100"
             )
             self._run(

@@ -243,6 +243,11 @@ class Store(Protocol):
 
     def lease_status(self) -> LeaseStatus: ...
 
+    def check_lease(self) -> None:
+        """Probe the lease's connection (a mount calls this every few seconds), so that a
+        dropped one is noticed, and taken again, before the next write needs it."""
+        ...
+
     def write(
         self,
         parts: Iterable[Changeset],

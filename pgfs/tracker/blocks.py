@@ -17,21 +17,30 @@ absent block needs the block's base bytes first (`missing_for_write`).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
+from pgfs.tracker.buffers import BlockStore
 
 
-@dataclass
 class BlockMap:
-    """Blocks of `block_size` bytes keyed by 0-based block index."""
+    """Blocks of `block_size` bytes keyed by 0-based block index (spilling to a
+    local file past `buffers.SPILL_BYTES`, so a transaction of any size fits)."""
 
-    block_size: int
-    blocks: dict[int, bytearray] = field(default_factory=dict)
+    def __init__(self, block_size: int) -> None:
+        self.block_size = block_size
+        self.blocks = BlockStore(block_size)
 
     def __len__(self) -> int:
         return len(self.blocks)
 
+    def __bool__(self) -> bool:
+        return len(self.blocks) > 0
+
     def __contains__(self, index: int) -> bool:
         return index in self.blocks
+
+    def indexes(self) -> list[int]:
+        return sorted(self.blocks.indexes())
 
     def clear(self) -> None:
         self.blocks.clear()
@@ -63,32 +72,29 @@ class BlockMap:
             absolute = offset + position
             index, within = divmod(absolute, size)
             count = min(size - within, len(view) - position)
-            block = self.blocks.get(index)
-            if block is None:
-                if count == size:
-                    block = bytearray(size)
-                else:
-                    base = fill[index]
-                    block = bytearray(base[:size].ljust(size, b"\0"))
-                self.blocks[index] = block
-            block[within : within + count] = view[position : position + count]
+            if count == size:
+                self.blocks.put(index, bytes(view[position : position + count]))
+            else:
+                old = self.blocks.get(index)
+                block = bytearray(old if old is not None else fill[index][:size].ljust(size, b"\0"))
+                block[within : within + count] = view[position : position + count]
+                self.blocks.put(index, bytes(block))
             position += count
 
     def put(self, index: int, image: bytes) -> None:
         """Set a whole block."""
-        self.blocks[index] = bytearray(image[: self.block_size].ljust(self.block_size, b"\0"))
+        self.blocks.put(index, image)
 
     def truncate(self, size: int) -> None:
         """Forget blocks wholly past `size`; zero the tail of the block holding `size`."""
         bsize = self.block_size
-        for index in [i for i in self.blocks if i * bsize >= size]:
-            del self.blocks[index]
+        self.blocks.discard_many([i for i in self.blocks.indexes() if i * bsize >= size])
         index, within = divmod(size, bsize)
         block = self.blocks.get(index)
         if block is not None and within:
-            block[within:] = bytes(bsize - within)
+            self.blocks.put(index, block[:within] + bytes(bsize - within))
 
-    def get(self, index: int) -> bytearray | None:
+    def get(self, index: int) -> bytes | None:
         return self.blocks.get(index)
 
 
@@ -98,7 +104,7 @@ class Segment:
 
     start: int
     end: int
-    block: bytearray | None  # None: from the base
+    block: bytes | None  # None: from the base
     block_start: int = 0
 
 

@@ -1,36 +1,24 @@
-"""Commit detection for one virtual database file and its side files.
+"""One virtual database file and its side files: the async shell around the trackers.
 
 A `DatabaseFile` is what the FUSE layer talks to for `NAME`, `NAME-journal`,
-`NAME-wal` and `NAME-shm`. It keeps the side files as byte buffers, decides
-what a read of the database file returns, and turns the commit points SQLite
-leaves in the journal and WAL bytes into `Database.commit` calls
-(README "Commit detection"; DESIGN layer 4 and "Tricky cases"):
+`NAME-wal` and `NAME-shm` (README "Commit detection"; DESIGN layer 4 and
+"Tricky cases"). The decisions are made by I/O-free state machines:
+`JournalTracker` (journal.py) for rollback-journal modes and `WalTracker`
+(wal.py) for WAL. This shell does what needs I/O: it serialises requests
+with a trio lock, runs reads and commits of the `Backend` in worker threads
+(so the trio loop that serves every other request never blocks), and keeps
+the counters.
 
-Rollback journal (DELETE, TRUNCATE, PERSIST, and locking_mode=EXCLUSIVE):
-database-file writes made while a journal with a valid header exists go to
-the *overlay* (served back to SQLite). The commit point is the journal's
-end: unlink (DELETE), truncation to 0 bytes (TRUNCATE), or a write that
-removes the header's magic (PERSIST, exclusive locking mode); the overlay is
-then committed. A hot journal played back is more overlay writes whose
-commit changes nothing. (atomiccommit.html §3, fileformat2 §5.)
-
-WAL: the `WalLog` finds commit frames; a commit is applied when the last
-byte of its commit frame arrives (synchronous=NORMAL never fsyncs it). Until a
-page is checkpointed, reads of the database file return its *pre-image*:
-readers holding an older snapshot read it there (wal.html "How WAL Works").
-Checkpoint writes replace pre-images; a new WAL header, a WAL truncated
-to 0 or an unlinked WAL mean everything was checkpointed and the file equals
-PostgreSQL again, so the pre-images go.
-
-The system call that makes a commit visible returns only after
-`Database.commit` returned (run in a worker thread so the trio loop that
-serves every other request never blocks). If it raises, the call fails and
-the bytes that would make the commit visible are not kept: the journal stays
-(hot, SQLite rolls it back), the WAL commit frame is dropped.
+The system call that makes a commit visible returns only after the backend
+committed. If it raises, the call fails and the bytes that would make the
+commit visible are not kept: the journal stays (hot, SQLite rolls it back),
+the WAL commit frame is dropped.
 
 Database-file writes with neither a journal nor a WAL (journal_mode=OFF or
 MEMORY) are refused with EIO: pgfs could never tell where such a
-transaction ends.
+transaction ends. The one change taken without either is SQLite's truncation
+of the file to the image just committed, after a commit that shrank it
+(`_trims_past_committed_image`).
 """
 
 from __future__ import annotations
@@ -38,6 +26,7 @@ from __future__ import annotations
 import errno
 import logging
 import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Protocol
@@ -45,30 +34,52 @@ from typing import Any, Protocol
 import trio
 
 from pgfs.sqlite.header import DatabaseHeader
-from pgfs.sqlite.journal import JOURNAL_MAGIC, journal_is_finalized
 from pgfs.store.changeset import CommitSource
+from pgfs.store.interface import CommitStats, Health, LeaseStatus
 from pgfs.tracker.blocks import BlockMap, assemble, base_ranges, plan_read
-from pgfs.tracker.wal_log import WalLog, WalTransaction
+from pgfs.tracker.buffers import SpillBuffer
+from pgfs.tracker.journal import JournalEnd, JournalTracker, OverlayPages
+from pgfs.tracker.stats import CommitRecord, TrackerStats
+from pgfs.tracker.wal import WalTracker
+from pgfs.tracker.wal_log import WalTransaction
 
 log = logging.getLogger("pgfs.tracker")
 
-# A rollback commit whose pages all equal what PostgreSQL renders (a ROLLBACK
-# after spilling, a hot journal played back) is not sent to the store; the
-# comparison costs one render per page, so it is skipped for huge commits.
 COMPARE_LIMIT = 2048
+"""A rollback commit whose pages all equal what the store renders (a ROLLBACK after
+spilling, a hot journal played back) is not sent; the comparison costs one render
+per page, so it is skipped for bigger commits. A commit with any changed page sends
+every page SQLite wrote, unchanged or not."""
 
 
 class Backend(Protocol):
-    """What the tracker needs from `pgfs.emulator.database.Database`."""
+    """What the tracker needs of a database: `pgfs.emulator.database.Database`."""
 
-    page_size: int
-    page_count: int
+    @property
+    def page_size(self) -> int: ...
 
-    def read(self, pgno: int) -> bytes: ...
+    @property
+    def page_count(self) -> int: ...
 
-    def read_many(self, pgnos: list[int]) -> dict[int, bytes]: ...
+    def read_many(self, pgnos: Iterable[int]) -> dict[int, bytes]: ...
 
-    def commit(self, changed: dict[int, bytes], page_count: int, source: CommitSource) -> Any: ...
+    def commit(
+        self, changed: Mapping[int, bytes], page_count: int, source: CommitSource
+    ) -> CommitStats: ...
+
+    def lease_status(self) -> LeaseStatus: ...
+
+    def check_lease(self) -> None: ...
+
+    def resolve_pending(self) -> None: ...
+
+    def health(self) -> Health: ...
+
+    @property
+    def pages_rendered(self) -> int: ...
+
+    @property
+    def cache_hits(self) -> int: ...
 
 
 class Role(Enum):
@@ -87,7 +98,7 @@ class TrackerError(Exception):
 
 
 class CommitFailedError(TrackerError):
-    """`Database.commit` raised: the commit is not in PostgreSQL and not visible to SQLite."""
+    """The backend's commit raised: the commit is not in the store and not visible to SQLite."""
 
 
 class NoJournalError(TrackerError):
@@ -100,7 +111,7 @@ class ReadOnlyError(TrackerError):
 
 @dataclass
 class SideFile:
-    """A `-journal`, `-wal` or `-shm` file: bytes in memory.
+    """A `-journal`, `-wal` or `-shm` file: its bytes (spilling to disk when big).
 
     `attached` is False once the file was unlinked: writes still land in its
     buffer (an mmap of `-shm` is written back after SQLite unlinked it) but
@@ -108,78 +119,12 @@ class SideFile:
     """
 
     role: Role
-    data: bytearray = field(default_factory=bytearray)
+    data: SpillBuffer = field(default_factory=SpillBuffer)
     attached: bool = True
 
 
-@dataclass
-class CommitRecord:
-    """One applied commit, for logs and `.pgfs-status`."""
-
-    source: str
-    pages: int
-    page_count: int
-    ms: float
-    at: float
-    summary: str
-
-
-@dataclass
-class LatencyHistogram:
-    """Commit latencies in cumulative buckets, as a Prometheus histogram wants them."""
-
-    bounds: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-    counts: list[int] = field(default_factory=lambda: [0] * 12)  # one per bound, then +Inf
-    total: float = 0.0
-
-    def observe(self, seconds: float) -> None:
-        self.total += seconds
-        for i, bound in enumerate(self.bounds):
-            if seconds <= bound:
-                self.counts[i] += 1
-        self.counts[-1] += 1
-
-    @property
-    def count(self) -> int:
-        return self.counts[-1]
-
-
-@dataclass
-class TrackerStats:
-    """Counters for `.pgfs-status` and the metrics endpoint."""
-
-    commits_by_source: dict[str, int] = field(default_factory=dict)
-    rows: dict[tuple[str, str], int] = field(default_factory=dict)  # (table, op) -> rows
-    pages_committed: int = 0
-    commit_seconds: float = 0.0
-    commit_latency: LatencyHistogram = field(default_factory=LatencyHistogram)
-    commits: int = 0
-    commits_skipped: int = 0
-    failed_commits: int = 0
-    refused_writes: int = 0
-    last_commit: CommitRecord | None = None
-    last_error: str | None = None
-    last_error_at: float | None = None
-
-
-def _journal_active(data: bytearray) -> bool:
-    return len(data) >= 8 and data[:8] == JOURNAL_MAGIC
-
-
-def describe_stats(stats: Any) -> str:
-    """'T +i ~u -d, ...' from a CommitStats (inserted/updated/deleted per table)."""
-    inserted = getattr(stats, "inserted", None) or {}
-    updated = getattr(stats, "updated", None) or {}
-    deleted = getattr(stats, "deleted", None) or {}
-    if not all(isinstance(x, dict) for x in (inserted, updated, deleted)):
-        return str(stats)
-    tables = sorted(set(inserted) | set(updated) | set(deleted))
-    parts = [f"{t} +{inserted.get(t, 0)} ~{updated.get(t, 0)} -{deleted.get(t, 0)}" for t in tables]
-    return ", ".join(parts) if parts else "no row changes"
-
-
 class DatabaseFile:
-    """One virtual database (`name`) over a `Database`, with its side files."""
+    """One virtual database (`name`) over a `Backend`, with its side files."""
 
     def __init__(self, name: str, database: Backend, *, read_only: bool = False) -> None:
         self.name = name
@@ -187,17 +132,25 @@ class DatabaseFile:
         self.read_only = read_only
         self.size = database.page_count * database.page_size if database.page_count else 0
         self._committed_size = self.size
-        self.overlay: BlockMap | None = None
-        self.preimages: BlockMap | None = None
+        self.journal_tracker = JournalTracker()
+        self.wal_tracker = WalTracker()
         self.journal: SideFile | None = None
         self.wal: SideFile | None = None
-        self.wal_log: WalLog | None = None
         self.shm: SideFile | None = None
         self.stats = TrackerStats()
         self._lock = trio.Lock()
         self._refusing = False
-        self._last_wal_commit: tuple[dict[int, bytes], int] | None = None
         self.commits_in_flight = 0
+        self.on_commit: Callable[[str, float], None] | None = None
+        """Called with (source, seconds) after each commit (the latency histogram)."""
+
+    @property
+    def overlay(self) -> BlockMap | None:
+        return self.journal_tracker.overlay
+
+    @property
+    def preimages(self) -> BlockMap | None:
+        return self.wal_tracker.preimages
 
     # --- side files -----------------------------------------------------------------
 
@@ -209,9 +162,10 @@ class DatabaseFile:
         created = SideFile(role)
         if role is Role.JOURNAL:
             self.journal = created
+            self.journal_tracker.journal = created.data
         elif role is Role.WAL:
             self.wal = created
-            self.wal_log = WalLog(created.data)
+            self.wal_tracker.attach(created.data)
         elif role is Role.SHM:
             self.shm = created
         else:
@@ -220,36 +174,34 @@ class DatabaseFile:
         return created
 
     def read_side(self, side: SideFile, offset: int, size: int) -> bytes:
-        return bytes(side.data[offset : offset + size])
+        return side.data.read(offset, size)
 
     async def write_side(self, side: SideFile, offset: int, data: bytes) -> None:
         if not side.attached or side.role is Role.SHM:
-            _store(side.data, offset, data)
+            side.data.write(offset, data)
             return
         if self.read_only:
             raise ReadOnlyError(f"{self.name}{side.role.value}: mounted read-only")
         async with self._lock:
             if side.role is Role.JOURNAL:
-                await self._write_journal(side, offset, data)
+                await self._write_journal(offset, data)
             else:
                 await self._write_wal(offset, data)
 
     async def truncate_side(self, side: SideFile, size: int) -> None:
         if not side.attached or side.role is Role.SHM:
-            _truncate(side.data, size)
+            side.data.truncate(size)
             return
         if self.read_only and size != len(side.data):
             raise ReadOnlyError(f"{self.name}{side.role.value}: mounted read-only")
         async with self._lock:
             if side.role is Role.JOURNAL:
-                if size == 0 and self._overlay_dirty():
-                    # journal_mode=TRUNCATE (and PERSIST with journal_size_limit=0).
-                    await self._commit_rollback("journal truncated")
-                _truncate(side.data, size)
+                end = self.journal_tracker.truncating(size, dirty=self._dirty())
+                if end is not None:
+                    await self._commit_rollback(end)
+                side.data.truncate(size)
             else:
-                assert self.wal_log is not None
-                if self.wal_log.truncate(size):
-                    self._drop_preimages("WAL truncated")
+                self.wal_tracker.truncate(size)
 
     async def unlink_side(self, role: Role) -> SideFile | None:
         """Remove a side file from the directory; an active journal's unlink is a commit."""
@@ -257,25 +209,26 @@ class DatabaseFile:
             side = self.side(role)
             if side is None:
                 return None
-            if role is Role.JOURNAL and self._overlay_dirty():
-                if self.read_only:
-                    raise ReadOnlyError(f"{self.name}-journal: mounted read-only")
-                await self._commit_rollback("journal deleted")  # journal_mode=DELETE
-            side.attached = False
             if role is Role.JOURNAL:
+                end = self.journal_tracker.unlinking(dirty=self._dirty())
+                if end is not None:
+                    if self.read_only:
+                        raise ReadOnlyError(f"{self.name}-journal: mounted read-only")
+                    await self._commit_rollback(end)
+                self.journal_tracker.detach()
                 self.journal = None
             elif role is Role.WAL:
+                self.wal_tracker.detach()
                 self.wal = None
-                self.wal_log = None
-                self._drop_preimages("WAL deleted")
             else:
                 self.shm = None
+            side.attached = False
             return side
 
     # --- the database file ----------------------------------------------------------
 
     async def read(self, offset: int, size: int) -> bytes:
-        """What SQLite sees in the database file (overlay, then pre-images, then PostgreSQL)."""
+        """What SQLite sees in the database file (overlay, then pre-images, then the store)."""
         fetched: dict[tuple[int, int], bytes] = {}
         while True:
             end = min(offset + size, self.size)
@@ -305,6 +258,9 @@ class DatabaseFile:
         if self.read_only:
             raise ReadOnlyError(f"{self.name}: mounted read-only")
         async with self._lock:
+            if self._trims_past_committed_image(size):
+                self.size = self._committed_size = size
+                return
             layer = self._write_layer()
             if size > self.size:
                 # Bytes between the old end and the new one read as zeros.
@@ -319,20 +275,43 @@ class DatabaseFile:
     def _layers(self) -> list[BlockMap]:
         return [layer for layer in (self.overlay, self.preimages) if layer]
 
-    def _overlay_dirty(self) -> bool:
+    def _dirty(self) -> bool:
         return bool(self.overlay) or self.size != self._committed_size
+
+    def _trims_past_committed_image(self, size: int) -> bool:
+        """Whether a truncation with no journal and no WAL is SQLite's own, after a commit.
+
+        A commit that makes the database smaller (VACUUM, auto_vacuum=FULL,
+        `PRAGMA incremental_vacuum`) truncates the file only once the journal is
+        finalized: pager.c `pager_end_transaction` deletes, truncates or zeroes the
+        journal (the commit point, atomiccommit.html §3.11) and then, still holding
+        the EXCLUSIVE lock, calls `pager_truncate(dbSize)` when the file is larger
+        than the database image. That truncation is an ftruncate to exactly
+        page_count * page_size of the image just committed, whose header records that
+        page count as the "in-header database size" (fileformat2.html §1.3.7). So
+        pgfs takes a truncation with no active journal and no WAL when, and only
+        when, nothing is pending in the overlay and it shrinks the file to exactly
+        the committed image: every byte it removes lies past the last page the
+        store holds, and no byte of a committed page changes. Any other write or
+        truncation without a journal (journal_mode OFF or MEMORY) is refused by
+        `_write_layer`.
+        """
+        committed_bytes = self.database.page_count * self.database.page_size
+        return (
+            not self.journal_tracker.active()
+            and self.wal is None
+            and not self.overlay
+            and size < self.size
+            and size == committed_bytes
+        )
 
     def _write_layer(self) -> BlockMap:
         """Where a database-file write goes: the overlay, the pre-images, or nowhere."""
-        if self.journal is not None and _journal_active(self.journal.data):
-            if self.overlay is None:
-                self.overlay = BlockMap(self._page_size())
-            return self.overlay
+        if self.journal_tracker.active():
+            return self.journal_tracker.overlay_for(self._page_size())
         if self.wal is not None:
             # A checkpoint copying committed frames into the database file.
-            if self.preimages is None:
-                self.preimages = BlockMap(self._wal_page_size())
-            return self.preimages
+            return self.wal_tracker.preimages_for(self.wal_tracker.page_size(self._page_size()))
         self.stats.refused_writes += 1
         if not self._refusing:
             self._refusing = True
@@ -347,17 +326,6 @@ class DatabaseFile:
     def _page_size(self) -> int:
         return self.database.page_size or 4096
 
-    def _wal_page_size(self) -> int:
-        if self.wal_log is not None and self.wal_log.header is not None:
-            return self.wal_log.header.page_size
-        return self._page_size()
-
-    def _drop_preimages(self, why: str) -> None:
-        if self.preimages:
-            log.debug("%s: %s, %d pre-images dropped", self.name, why, len(self.preimages))
-        self.preimages = None
-        self._last_wal_commit = None
-
     async def _fetch_blocks(self, layer: BlockMap, indexes: list[int]) -> dict[int, bytes]:
         """Current file bytes of whole blocks of `layer` (from the layers under it)."""
         below = self._layers()
@@ -366,23 +334,18 @@ class DatabaseFile:
         ranges = [(i * size, (i + 1) * size) for i in indexes]
         return await trio.to_thread.run_sync(self._compose_sync, ranges, below)
 
-    # --- internals: PostgreSQL side (worker threads) ---------------------------------
+    # --- internals: the store side (worker threads) ----------------------------------
 
     def _read_pages_sync(self, pgnos: list[int]) -> dict[int, bytes]:
-        """Rendered pages (zeros past the end); one batch when the Database offers
-        `read_many` (an addition to the contract's `read`: fewer PostgreSQL round trips)."""
+        """Rendered pages (zeros past the end), in one batch."""
         page_count = self.database.page_count
         inside = [p for p in pgnos if 1 <= p <= page_count]
-        read_many = getattr(self.database, "read_many", None)
-        if read_many is not None and len(inside) > 1:
-            found = dict(read_many(inside))
-        else:
-            found = {p: self.database.read(p) for p in inside}
+        found = self.database.read_many(inside) if inside else {}
         zeros = bytes(self.database.page_size)
         return {p: bytes(found[p]) if p in found else zeros for p in pgnos}
 
     def _base_bytes_sync(self, start: int, stop: int) -> bytes:
-        """Bytes [start, stop) of the file as PostgreSQL renders it (zeros past its end)."""
+        """Bytes [start, stop) of the file as the store renders it (zeros past its end)."""
         page_size = self.database.page_size
         first = start // page_size + 1
         last = (stop - 1) // page_size + 1
@@ -410,20 +373,17 @@ class DatabaseFile:
 
     # --- rollback journal -----------------------------------------------------------
 
-    async def _write_journal(self, side: SideFile, offset: int, data: bytes) -> None:
-        old = bytes(side.data[offset : offset + len(data)])
-        old_length = len(side.data)
-        _store(side.data, offset, data)
-        if offset < 8 and self._overlay_dirty() and journal_is_finalized(bytes(side.data[:28])):
-            # The header lost its magic: PERSIST mode or locking_mode=EXCLUSIVE.
-            try:
-                await self._commit_rollback("journal header zeroed")
-            except TrackerError:
-                side.data[offset : offset + len(old)] = old
-                del side.data[old_length:]
-                raise
+    async def _write_journal(self, offset: int, data: bytes) -> None:
+        end, undo = self.journal_tracker.write(offset, data, dirty=self._dirty())
+        if end is None:
+            return
+        try:
+            await self._commit_rollback(end)
+        except TrackerError:
+            self.journal_tracker.undo(undo)
+            raise
 
-    async def _commit_rollback(self, why: str) -> None:
+    async def _commit_rollback(self, end: JournalEnd) -> None:
         overlay = self.overlay or BlockMap(self._page_size())
         size = self.size
         lower = [self.preimages] if self.preimages else []
@@ -436,18 +396,20 @@ class DatabaseFile:
             raise CommitFailedError(f"{self.name}: commit failed: {exc}") from exc
         finally:
             self.commits_in_flight -= 1
-        self.overlay = None
+        self.journal_tracker.committed()
         self._committed_size = size
         if result is None:
             self.stats.commits_skipped += 1
-            log.info("%s: %s, no page changed (rolled back): nothing to commit", self.name, why)
+            log.info(
+                "%s: %s, no page changed (rolled back): nothing to commit", self.name, end.reason
+            )
             return
         stats, pages, page_count = result
-        self._succeeded("journal", stats, pages, page_count, started, why)
+        self._succeeded("journal", stats, pages, page_count, started, end.reason)
 
     def _rollback_commit_sync(
         self, overlay: BlockMap, size: int, lower: list[BlockMap]
-    ) -> tuple[Any, int, int] | None:
+    ) -> tuple[CommitStats, int, int] | None:
         layers = [overlay, *lower]
 
         def view(start: int, stop: int) -> bytes:
@@ -463,21 +425,29 @@ class DatabaseFile:
             page_count = header.database_size
         else:
             page_count = size // page_size
-        pgnos: set[int] = set()
-        for index in overlay.blocks:
-            first = index * overlay.block_size // page_size + 1
-            last = ((index + 1) * overlay.block_size - 1) // page_size + 1
-            pgnos.update(range(first, last + 1))
-        changed = {
-            p: view((p - 1) * page_size, p * page_size) for p in sorted(pgnos) if p <= page_count
-        }
+        changed: Mapping[int, bytes]
+        if overlay.block_size == page_size and not lower:
+            changed = OverlayPages(overlay, page_count)
+        else:
+            pgnos: set[int] = set()
+            for index in overlay.indexes():
+                first = index * overlay.block_size // page_size + 1
+                last = ((index + 1) * overlay.block_size - 1) // page_size + 1
+                pgnos.update(range(first, last + 1))
+            changed = {
+                p: view((p - 1) * page_size, p * page_size)
+                for p in sorted(pgnos)
+                if p <= page_count
+            }
         same_geometry = (
             page_size == self.database.page_size and page_count == self.database.page_count
         )
         if same_geometry and len(changed) <= COMPARE_LIMIT:
+            # All or nothing: a page SQLite wrote may hold the bytes the store renders
+            # and still have a new role (VACUUM moved another b-tree's overflow page of
+            # zeros there), and the diff learns roles only from the pages it is given.
             current = self._read_pages_sync(list(changed))
-            changed = {p: img for p, img in changed.items() if current[p] != img}
-            if not changed:
+            if all(current[p] == changed[p] for p in changed):
                 return None
         stats = self.database.commit(changed, page_count, CommitSource.JOURNAL)
         return stats, len(changed), page_count
@@ -485,76 +455,70 @@ class DatabaseFile:
     # --- WAL ------------------------------------------------------------------------
 
     async def _write_wal(self, offset: int, data: bytes) -> None:
-        wal = self.wal_log
-        assert wal is not None
-        undo, restarted = wal.apply(offset, data)
-        if restarted:
-            self._drop_preimages("new WAL header")
-        transaction = wal.pending_commit()
+        transaction, undo = self.wal_tracker.write(offset, data)
         if transaction is None:
             return
         try:
             await self._commit_wal(transaction)
         except TrackerError:
-            wal.undo(undo)
+            self.wal_tracker.undo(undo)
             raise
-        wal.mark_committed(transaction)
+        self.wal_tracker.committed(transaction)
 
     async def _commit_wal(self, transaction: WalTransaction) -> None:
-        page_size = self._wal_page_size()
-        if self._last_wal_commit == (transaction.pages, transaction.page_count):
-            # A commit frame repeated to pad the WAL to a sector (synchronous=FULL).
-            self.stats.commits_skipped += 1
-            return
-        if self.preimages is None or self.preimages.block_size != page_size:
-            self.preimages = BlockMap(page_size)
-        # Pre-images of every page this commit changes or removes, as the file holds them
-        # now, before PostgreSQL moves on (pages past the file's end are not in it).
-        old_count = self.database.page_count
-        file_pages = -(-self.size // page_size)
-        affected = set(transaction.pages) | set(range(transaction.page_count + 1, old_count + 1))
-        need = sorted(p for p in affected if p <= file_pages and (p - 1) not in self.preimages)
+        page_size = self.wal_tracker.page_size(self._page_size())
+        need = self.wal_tracker.missing_preimages(
+            transaction, self.database.page_count, -(-self.size // page_size), page_size
+        )
         self.commits_in_flight += 1
         started = time.monotonic()
         try:
             if need:
                 images = await trio.to_thread.run_sync(self._base_pages_sync, need, page_size)
-                for pgno, image in images.items():
-                    if (pgno - 1) not in self.preimages:  # a checkpoint write may have won
-                        self.preimages.put(pgno - 1, image)
-            stats = await trio.to_thread.run_sync(
-                self.database.commit,
-                dict(transaction.pages),
-                transaction.page_count,
-                CommitSource.WAL,
-            )
+                self.wal_tracker.keep_preimages(images, page_size)
+            stats = await trio.to_thread.run_sync(self._wal_commit_sync, transaction)
         except Exception as exc:
             self._failed("wal", exc)
             raise CommitFailedError(f"{self.name}: commit failed: {exc}") from exc
         finally:
             self.commits_in_flight -= 1
-        self._last_wal_commit = (transaction.pages, transaction.page_count)
+        if stats is None:
+            self.stats.commits_skipped += 1
+            return
         self._succeeded("wal", stats, len(transaction.pages), transaction.page_count, started)
+
+    def _wal_commit_sync(self, transaction: WalTransaction) -> CommitStats | None:
+        """Commit, unless the transaction repeats what the store holds (a commit frame
+        repeated to pad the WAL to a sector under synchronous=FULL)."""
+        pages = transaction.pages
+        if transaction.page_count == self.database.page_count and len(pages) <= 4:
+            current = self._read_pages_sync(list(pages))
+            if all(current[p] == pages[p] for p in pages):
+                return None
+        return self.database.commit(pages, transaction.page_count, CommitSource.WAL)
 
     # --- bookkeeping ----------------------------------------------------------------
 
     def _succeeded(
-        self, source: str, stats: Any, pages: int, page_count: int, t0: float, why: str = ""
+        self, source: str, stats: CommitStats, pages: int, page_count: int, t0: float, why: str = ""
     ) -> None:
         ms = (time.monotonic() - t0) * 1000
-        summary = describe_stats(stats)
+        summary = stats.summary()
         self.stats.commits += 1
         self.stats.commits_by_source[source] = self.stats.commits_by_source.get(source, 0) + 1
         self.stats.pages_committed += pages
         self.stats.commit_seconds += ms / 1000
-        self.stats.commit_latency.observe(ms / 1000)
-        for op in ("inserted", "updated", "deleted"):
-            counts = getattr(stats, op, None)
-            if isinstance(counts, dict):
-                for table, n in counts.items():
-                    key = (table, op)
-                    self.stats.rows[key] = self.stats.rows.get(key, 0) + int(n)
+        for op, counts in (
+            ("inserted", stats.inserted),
+            ("updated", stats.updated),
+            ("deleted", stats.deleted),
+        ):
+            for table, n in counts.items():
+                key = (table, op)
+                self.stats.rows[key] = self.stats.rows.get(key, 0) + int(n)
         self.stats.last_commit = CommitRecord(source, pages, page_count, ms, time.time(), summary)
+        if self.on_commit is not None:
+            self.on_commit(source, ms / 1000)
         log.info(
             "%s: commit via %s: %s; %d pages changed, %d pages in all, %.1f ms",
             self.name,
@@ -570,12 +534,18 @@ class DatabaseFile:
         self.stats.last_error = f"{type(exc).__name__}: {exc}"
         self.stats.last_error_at = time.time()
         log.error(
-            "%s: commit via %s failed, the application gets EIO and PostgreSQL keeps the "
+            "%s: commit via %s failed, the application gets EIO and the store keeps the "
             "previous state: %s",
             self.name,
             source,
             self.stats.last_error,
         )
+
+    def memory_bytes(self) -> int:
+        """Bytes of side files, overlay and pre-images held in memory (the rest spilled)."""
+        held = sum(side.data.memory_bytes for side in (self.journal, self.wal) if side is not None)
+        held += sum(layer.blocks.memory_bytes for layer in self._layers())
+        return held
 
     @property
     def mode(self) -> str:
@@ -587,6 +557,7 @@ class DatabaseFile:
 
     def status(self) -> dict[str, Any]:
         last = self.stats.last_commit
+        lease = self.database.lease_status()
         return {
             "mode": self.mode,
             "file_size": self.size,
@@ -601,6 +572,14 @@ class DatabaseFile:
             "preimages": len(self.preimages or ()),
             "wal_bytes": len(self.wal.data) if self.wal is not None else None,
             "journal_bytes": len(self.journal.data) if self.journal is not None else None,
+            "buffered_in_memory": self.memory_bytes(),
+            "lease": {
+                "held": lease.held,
+                "epoch": lease.epoch,
+                "holder": lease.holder.describe() if lease.holder else None,
+                "reacquired": lease.reacquired,
+                "lost": lease.lost_reason,
+            },
             "last_commit": None
             if last is None
             else {
@@ -616,28 +595,13 @@ class DatabaseFile:
         }
 
 
-def _store(buffer: bytearray, offset: int, data: bytes | memoryview) -> None:
-    if offset > len(buffer):
-        buffer.extend(bytes(offset - len(buffer)))
-    buffer[offset : offset + len(data)] = data
-
-
-def _truncate(buffer: bytearray, size: int) -> None:
-    if size < len(buffer):
-        del buffer[size:]
-    else:
-        buffer.extend(bytes(size - len(buffer)))
-
-
 __all__ = [
     "Backend",
     "CommitFailedError",
-    "CommitRecord",
     "DatabaseFile",
     "NoJournalError",
     "ReadOnlyError",
     "Role",
     "SideFile",
     "TrackerError",
-    "describe_stats",
 ]

@@ -33,6 +33,7 @@ change nothing.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from pgfs.sqlite.errors import FormatError
@@ -44,6 +45,35 @@ from pgfs.sqlite.wal import (
     frame_offset,
     wal_checksum,
 )
+from pgfs.tracker.buffers import SpillBuffer
+
+
+class FramePages(Mapping[int, bytes]):
+    """The pages of one transaction, read from the WAL buffer when asked for.
+
+    A transaction of every page (VACUUM) is never held in memory: the diff and
+    the page cache read its pages one by one from the (spilled) WAL bytes.
+    The last frame of a page wins.
+    """
+
+    def __init__(self, data: SpillBuffer, page_size: int, frames: dict[int, int]) -> None:
+        self._data = data
+        self._page_size = page_size
+        self._frames = frames
+
+    def __getitem__(self, pgno: int) -> bytes:
+        index = self._frames[pgno]
+        start = frame_offset(index, self._page_size) + WAL_FRAME_HEADER_SIZE
+        return self._data.read(start, self._page_size)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._frames)
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    def __contains__(self, pgno: object) -> bool:
+        return pgno in self._frames
 
 
 @dataclass
@@ -52,7 +82,7 @@ class WalTransaction:
 
     first: int
     last: int
-    pages: dict[int, bytes]
+    pages: FramePages
     page_count: int
 
 
@@ -66,12 +96,12 @@ class WalUndo:
     verified_end: int
 
 
-def parse_wal_header(data: bytes | bytearray) -> WalHeader | None:
+def parse_wal_header(data: SpillBuffer) -> WalHeader | None:
     """The WAL header when its 32 bytes are there and valid (magic, version, checksum)."""
     if len(data) < WAL_HEADER_SIZE:
         return None
     try:
-        header = WalHeader.parse(bytes(data[:WAL_HEADER_SIZE]))
+        header = WalHeader.parse(data.read(0, WAL_HEADER_SIZE))
     except FormatError:
         return None
     if not header.checksum_valid:
@@ -80,10 +110,10 @@ def parse_wal_header(data: bytes | bytearray) -> WalHeader | None:
 
 
 class WalLog:
-    """Commit detection over the byte buffer `data` of a `-wal` file."""
+    """Commit detection over the bytes `data` of a `-wal` file."""
 
-    def __init__(self, data: bytearray) -> None:
-        self.data = data
+    def __init__(self, data: SpillBuffer | None = None) -> None:
+        self.data = data if data is not None else SpillBuffer()
         self.header: WalHeader | None = None
         self.committed_end = 0
         """Index (0-based) of the frame after the last commit frame of this WAL generation."""
@@ -106,15 +136,13 @@ class WalLog:
         length = len(data)
         undo = WalUndo(
             offset=offset,
-            old_bytes=bytes(self.data[offset : offset + length]),
+            old_bytes=self.data.read(offset, length),
             old_length=len(self.data),
             header=self.header,
             committed_end=self.committed_end,
             verified_end=self.verified_end,
         )
-        if offset > len(self.data):
-            self.data.extend(bytes(offset - len(self.data)))
-        self.data[offset : offset + length] = data
+        self.data.write(offset, data)
         restarted = False
         if offset < WAL_HEADER_SIZE:
             restarted = self._reread_header()
@@ -126,19 +154,15 @@ class WalLog:
 
     def undo(self, undo: WalUndo) -> None:
         """Forget a write (its commit failed): the bytes that would make it visible go."""
-        end = undo.offset + len(undo.old_bytes)
-        self.data[undo.offset : end] = undo.old_bytes
-        del self.data[undo.old_length :]
+        self.data.write(undo.offset, undo.old_bytes)
+        self.data.truncate(undo.old_length)
         self.header = undo.header
         self.committed_end = undo.committed_end
         self.verified_end = undo.verified_end
 
     def truncate(self, size: int) -> bool:
         """ftruncate; returns True when the WAL was reset (cut below its header)."""
-        if size < len(self.data):
-            del self.data[size:]
-        else:
-            self.data.extend(bytes(size - len(self.data)))
+        self.data.truncate(size)
         if size < WAL_HEADER_SIZE:
             self._reset(None)
             return True
@@ -174,7 +198,7 @@ class WalLog:
 
     def _frame_header(self, index: int) -> WalFrameHeader:
         start = frame_offset(index, self.frame_size - WAL_FRAME_HEADER_SIZE)
-        return WalFrameHeader.parse(bytes(self.data[start : start + WAL_FRAME_HEADER_SIZE]))
+        return WalFrameHeader.parse(self.data.read(start, WAL_FRAME_HEADER_SIZE))
 
     def _chain_start(self) -> tuple[int, int]:
         """The checksum the frame at `verified_end` continues from."""
@@ -192,14 +216,14 @@ class WalLog:
         start = frame_offset(index, header.page_size)
         if start + self.frame_size > len(self.data):
             return None
-        frame = self._frame_header(index)
+        raw = self.data.read(start, self.frame_size)
+        frame = WalFrameHeader.parse(raw)
         if frame.pgno == 0 or (frame.salt1, frame.salt2) != (header.salt1, header.salt2):
             return None
         s1, s2 = self._chain_start()
         big = header.big_endian_checksums
-        s1, s2 = wal_checksum(bytes(self.data[start : start + 8]), s1, s2, big)
-        body = start + WAL_FRAME_HEADER_SIZE
-        s1, s2 = wal_checksum(bytes(self.data[body : body + header.page_size]), s1, s2, big)
+        s1, s2 = wal_checksum(raw[:8], s1, s2, big)
+        s1, s2 = wal_checksum(raw[WAL_FRAME_HEADER_SIZE:], s1, s2, big)
         if (s1, s2) != (frame.checksum1, frame.checksum2):
             return None
         self.verified_end = index + 1
@@ -222,13 +246,12 @@ class WalLog:
 
     def _transaction(self, first: int, last: int, commit: WalFrameHeader) -> WalTransaction:
         assert self.header is not None
-        page_size = self.header.page_size
-        pages: dict[int, bytes] = {}
+        frames: dict[int, int] = {}
         for index in range(first, last + 1):
             frame = self._frame_header(index)
-            start = frame_offset(index, page_size) + WAL_FRAME_HEADER_SIZE
             if frame.pgno <= commit.commit_size:
-                pages[frame.pgno] = bytes(self.data[start : start + page_size])
+                frames[frame.pgno] = index
+        pages = FramePages(self.data, self.header.page_size, frames)
         return WalTransaction(first, last, pages, commit.commit_size)
 
     def mark_committed(self, transaction: WalTransaction) -> None:

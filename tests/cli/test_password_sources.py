@@ -104,14 +104,14 @@ def _environment(
 ) -> dict[str, str]:
     """The environment for one way of giving the password (and nothing else that could)."""
     host = str(cluster.socket_dir)
-    base = f"host={host} port=5432 dbname={dbname} user={ROLE}"
+    base = f"host={host} port={cluster.port} dbname={dbname} user={ROLE}"
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "LC_ALL": "C.UTF-8"}
     if source == "PGPASSWORD":
         env["PGFS_DSN"] = base
         env["PGPASSWORD"] = password
     elif source == "PGPASSFILE":
         passfile = tmp_path / "pgpass"
-        passfile.write_text(f"{host}:5432:{dbname}:{ROLE}:{password}\n")
+        passfile.write_text(f"{host}:{cluster.port}:{dbname}:{ROLE}:{password}\n")
         passfile.chmod(0o600)
         env["PGFS_DSN"] = base
         env["PGPASSFILE"] = str(passfile)
@@ -157,11 +157,13 @@ def test_import_and_inspect_with_the_password_from(
         assert PASSWORD not in result.stdout
         assert PASSWORD not in result.stderr
     # The server really asks pgfs_pw for a password ...
-    target = f"host={password_role.socket_dir} dbname={database} user={ROLE}"
+    target = (
+        f"host={password_role.socket_dir} port={password_role.port} dbname={database} user={ROLE}"
+    )
     with pytest.raises(psycopg.OperationalError, match="password"):
         psycopg.connect(target, password="", passfile=str(tmp_path / "none")).close()
     # ... and the rows arrived, in tables pgfs_pw owns.
-    admin = f"host={password_role.socket_dir} dbname={database} user={password_role.user}"
+    admin = password_role.dsn_for(database)
     with psycopg.connect(admin) as conn:
         count, owner = conn.execute(
             "SELECT (SELECT count(*) FROM jellyfin.items),"

@@ -182,7 +182,7 @@ def test_metrics_and_health(mount_factory: Callable[..., Mount], pg_dsn: str) ->
     with urllib.request.urlopen(f"{base}/metrics", timeout=10) as answer:
         text = answer.read().decode()
     assert 'pgfs_commits_total{database="jellyfin.db",source="wal"}' in text
-    assert 'pgfs_rows_total{database="jellyfin.db",table="t",op="inserted"} 2' in text
+    assert 'pgfs_rows_total{database="jellyfin.db",op="inserted",table="t"} 2.0' in text
     assert "pgfs_fuse_reads_total" in text
 
 

@@ -37,7 +37,7 @@ def test_commit_while_postgres_is_down(
     with psycopg.connect(own_cluster.admin_dsn(), autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(database)))
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
-    dsn = f"host={own_cluster.socket_dir} dbname={database} user={own_cluster.user}"
+    dsn = own_cluster.dsn_for(database)
     mount = mount_factory(dsn)
     tables = Tables()
     with Client(mount.db) as client:

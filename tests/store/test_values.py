@@ -274,7 +274,7 @@ def conn(pg_cluster):
     with psycopg.connect(pg_cluster.admin_dsn(), autocommit=True) as admin:
         admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    dsn = f"host={pg_cluster.socket_dir} dbname={name} user={pg_cluster.user}"
+    dsn = pg_cluster.dsn_for(name)
     with psycopg.connect(dsn, autocommit=True) as c:
         yield c
     with psycopg.connect(pg_cluster.admin_dsn(), autocommit=True) as admin:

@@ -29,7 +29,7 @@ class Writer:
 
     salt1: int = 11
     salt2: int = 22
-    log: WalLog = field(default_factory=lambda: WalLog(bytearray()))
+    log: WalLog = field(default_factory=WalLog)
     commits: list[WalTransaction] = field(default_factory=list)
     last: tuple[int, int] = (0, 0)
     hits: list[int] = field(default_factory=list)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import select
 import socket
 import threading
 import time
@@ -38,8 +39,12 @@ KEEPALIVE = {"keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2, "k
 TCP_USER_TIMEOUT_MS = 8000
 
 
-def connect_kwargs(dsn: str) -> dict[str, Any]:
-    """Options pgfs adds to a DSN unless it sets them itself (or the environment does)."""
+def connect_kwargs(dsn: str, role: str = "") -> dict[str, Any]:
+    """Options pgfs adds to a DSN unless it sets them itself (or the environment does).
+
+    `role` names the connection's job in its application_name (pgfs, pgfs-writer,
+    pgfs-lease), so an operator sees in pg_stat_activity what each one does.
+    """
     from psycopg.conninfo import conninfo_to_dict
 
     try:
@@ -50,7 +55,7 @@ def connect_kwargs(dsn: str) -> dict[str, Any]:
     if "connect_timeout" not in given and not os.environ.get("PGCONNECT_TIMEOUT"):
         kwargs["connect_timeout"] = CONNECT_TIMEOUT
     if "application_name" not in given and not os.environ.get("PGAPPNAME"):
-        kwargs["application_name"] = "pgfs"
+        kwargs["application_name"] = f"pgfs-{role}" if role else "pgfs"
     for key, value in {**KEEPALIVE, "tcp_user_timeout": TCP_USER_TIMEOUT_MS}.items():
         given.setdefault(key, value)
         kwargs.setdefault(key, given[key])
@@ -83,12 +88,31 @@ def translate(exc: BaseException, doing: str, dsn: str) -> StoreError:
     return StoreError(f"{doing} failed: {type(exc).__name__}: {message}")
 
 
-def connect(dsn: str, *, autocommit: bool = True) -> psycopg.Connection:
-    """A new connection; StoreUnavailableError (no password in it) when it fails."""
+def connect(
+    dsn: str, *, role: str = "", autocommit: bool = True, timeout: float | None = None
+) -> psycopg.Connection:
+    """A new connection; StoreUnavailableError (no password in it) when it fails.
+
+    `timeout` (seconds, at least 1: libpq's unit) bounds this attempt instead of the
+    DSN's connect_timeout."""
+    kwargs = connect_kwargs(dsn, role)
+    if timeout is not None:
+        kwargs["connect_timeout"] = max(1, int(timeout))
     try:
-        return psycopg.connect(dsn, autocommit=autocommit, **connect_kwargs(dsn))
+        return psycopg.connect(dsn, autocommit=autocommit, **kwargs)
     except psycopg.Error as exc:
         raise StoreUnavailableError(describe_connect_error(exc, dsn)) from None
+
+
+def has_news(conn: psycopg.Connection) -> bool:
+    """Whether the server sent anything on an idle connection: an idle connection hears
+    nothing, so this means an error, a notice or its end (a restarted server, an ended
+    backend). Costs no round trip."""
+    try:
+        readable, _, _ = select.select([conn.pgconn.socket], [], [], 0)
+    except (OSError, ValueError, psycopg.Error):
+        return True
+    return bool(readable)
 
 
 class Deadline:

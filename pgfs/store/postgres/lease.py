@@ -29,7 +29,13 @@ from psycopg import sql
 from pgfs.store.errors import LeaseHeldError, LeaseLostError, StoreError
 from pgfs.store.interface import LeaseHolder, LeaseStatus
 from pgfs.store.postgres.catalog import Catalog
-from pgfs.store.postgres.connection import Deadline, connect, is_connection_error, translate
+from pgfs.store.postgres.connection import (
+    Deadline,
+    connect,
+    has_news,
+    is_connection_error,
+    translate,
+)
 
 log = logging.getLogger("pgfs.store")
 
@@ -76,7 +82,7 @@ class Lease:
         with self._lock:
             if self._epoch is not None and self._lost is None:
                 return self.status()
-            conn = connect(self.dsn)
+            conn = connect(self.dsn, role="lease")
             try:
                 with Deadline(conn, LEASE_WAIT + STATEMENT_DEADLINE):
                     epoch = self._take(conn, holder, takeover)
@@ -106,7 +112,9 @@ class Lease:
         for pid in _lock_holders(conn, key):
             log.warning("takeover: ending the old writer's lease session (backend %d)", pid)
             conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
-        conn.execute("SET lock_timeout = %s", (f"{int(LEASE_WAIT * 1000)}ms",))
+        conn.execute(
+            "SELECT set_config('lock_timeout', %s, false)", (f"{int(LEASE_WAIT * 1000)}ms",)
+        )
         try:
             conn.execute("SELECT pg_advisory_lock(%s)", (key,))
         except psycopg.errors.LockNotAvailable:
@@ -156,9 +164,22 @@ class Lease:
                 raise LeaseLostError(self._lost)
             if self._epoch is None or self._holder is None:
                 raise StoreError("internal error: writing without the writer lease")
-            if self._conn is None or self._conn.closed or self._conn.broken:
-                self._retake()
+            if self._conn is None or self._conn.closed or self._conn.broken or has_news(self._conn):
+                self._probe_or_retake()
             return self._epoch
+
+    def _probe_or_retake(self) -> None:
+        """The lease connection has something to say (an idle one never does: a server
+        that ends it says so first): see whether it still holds the lock."""
+        conn = self._conn
+        if conn is not None and not conn.closed and not conn.broken:
+            try:
+                with Deadline(conn, STATEMENT_DEADLINE):
+                    conn.execute("SELECT 1")
+                return
+            except psycopg.Error as exc:
+                log.warning("the writer lease's connection dropped: %s", exc)
+        self._retake()
 
     def check(self) -> None:
         """Probe the lease connection (called now and then): notice a dropped one."""
@@ -179,7 +200,7 @@ class Lease:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
-        conn = connect(self.dsn)
+        conn = connect(self.dsn, role="lease")
         try:
             with Deadline(conn, STATEMENT_DEADLINE):
                 row = conn.execute(

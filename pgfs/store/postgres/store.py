@@ -48,6 +48,7 @@ from pgfs.store.postgres.connection import (
     Deadline,
     ReadPool,
     connect,
+    has_news,
     is_connection_error,
     translate,
 )
@@ -70,7 +71,19 @@ ANSWER_BOUND = 22.0
 """A write's outcome is known (committed, failed, or unknown) within this many
 seconds of its start: inside Jellyfin's 30 s command timeout."""
 MIN_RESOLVE = 3.0
+QUICK_TRY = 1.0
+"""While the server is known to be down (the last attempt found no answer), a call
+tries once, this long, instead of waiting the whole bound again: one bounded wait per
+failure, and back within about a second of the server's return."""
 HEALTH_DEADLINE = 3.0
+
+
+class _NotLanded(Exception):
+    """A write whose connection was lost, known not to be in the store."""
+
+    def __init__(self, error: StoreError) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 class PostgresStore:
@@ -86,6 +99,7 @@ class PostgresStore:
         self._write_lock = threading.Lock()
         self._writer: psycopg.Connection | None = None
         self._unresolved: dict[uuid.UUID, int | None] = {}
+        self._down_since: float | None = None
 
     @classmethod
     def connect(
@@ -309,38 +323,17 @@ class PostgresStore:
             context = WriteContext(
                 self.catalog, commit_id, epoch, state.commit_seq + 1, str(source), started
             )
-            conn = self._writer_connection()
-            pid = conn.info.backend_pid
-            writer = Writer(
-                conn,
-                PipelinedStatements(conn) if pipelined else DirectStatements(conn),
-                context,
-                state.tables,
-            )
-            sent = False
-            deadline = Deadline(conn, SMALL_WRITE_DEADLINE if pipelined else BULK_WRITE_DEADLINE)
-            try:
-                with deadline:
-                    if pipelined:
-                        sent = True
-                        with conn.pipeline():
-                            conn.execute("BEGIN")
-                            writer.fence()
-                            writer.apply(first)
-                            writer.finish()
-                            conn.execute("COMMIT")
-                    else:
-                        conn.execute("BEGIN")
-                        writer.fence()
-                        if clear:
-                            writer.clear()
-                        for part in itertools.chain((first,), rest):
-                            writer.apply(part)
-                        writer.finish()
-                        sent = True
-                        conn.execute("COMMIT")
-            except Exception as exc:
-                self._after_failure(conn, exc, sent, commit_id, pid, started, deadline.expired)
+            for attempt in (0, 1):
+                try:
+                    writer = self._attempt(context, state, first, rest, pipelined, clear)
+                    break
+                except _NotLanded as failure:
+                    # Nothing of it is in the store and SQLite has no answer yet: a small
+                    # write goes again once, on a new connection (the old one was stale,
+                    # e.g. the server restarted while it sat idle).
+                    if attempt == 1 or not pipelined or self._down_since is not None:
+                        raise failure.error from failure
+                    log.info("writing commit %s again on a new connection", commit_id)
             self._state = state.advanced_by(
                 writer.final_part(), writer.entries, writer.tables, context.seq
             )
@@ -348,13 +341,74 @@ class PostgresStore:
         stats.ms = (time.perf_counter() - started) * 1000
         return stats
 
+    def _attempt(
+        self,
+        context: WriteContext,
+        state: StoreState,
+        first: Changeset,
+        rest: Iterator[Changeset],
+        pipelined: bool,
+        clear: bool,
+    ) -> Writer:
+        """One try at one write: the writer of a committed write, or an exception."""
+        conn = self._writer_connection()
+        pid = conn.info.backend_pid
+        out = PipelinedStatements(conn) if pipelined else DirectStatements(conn)
+        writer = Writer(conn, out, context, state.tables)
+        sent = False
+        deadline = Deadline(conn, SMALL_WRITE_DEADLINE if pipelined else BULK_WRITE_DEADLINE)
+        try:
+            with deadline:
+                if pipelined:
+                    sent = True
+                    with conn.pipeline():
+                        conn.execute("BEGIN", prepare=False)
+                        writer.fence()
+                        writer.apply(first)
+                        writer.finish()
+                        conn.execute("COMMIT", prepare=False)
+                else:
+                    conn.execute("BEGIN", prepare=False)
+                    writer.fence()
+                    if clear:
+                        writer.clear()
+                    for part in itertools.chain((first,), rest):
+                        writer.apply(part)
+                    writer.finish()
+                    sent = True
+                    conn.execute("COMMIT", prepare=False)
+        except Exception as exc:
+            self._after_failure(
+                conn, exc, sent, context.commit_id, pid, context.started, deadline.expired
+            )
+        return writer
+
     def _writer_connection(self) -> psycopg.Connection:
         conn = self._writer
-        if conn is None or conn.closed or conn.broken:
+        if conn is None or conn.closed or conn.broken or has_news(conn):
             if conn is not None:
                 conn.close()
-            conn = self._writer = connect(self.dsn)
+            self._writer = None
+            timeout = QUICK_TRY if self._down_since is not None else None
+            try:
+                conn = self._writer = connect(self.dsn, role="writer", timeout=timeout)
+            except StoreUnavailableError:
+                self._mark_down()
+                raise
+            self._mark_up()
         return conn
+
+    def _mark_down(self) -> None:
+        if self._down_since is None:
+            self._down_since = time.monotonic()
+            log.warning("PostgreSQL does not answer: failing fast until it does")
+
+    def _mark_up(self) -> None:
+        if self._down_since is not None:
+            log.warning(
+                "PostgreSQL answers again after %.1f s", time.monotonic() - self._down_since
+            )
+            self._down_since = None
 
     def _after_failure(
         self,
@@ -380,12 +434,12 @@ class PostgresStore:
         conn.close()
         self._writer = None
         if not sent:
-            raise error from exc
+            raise _NotLanded(error) from exc
         log.warning("the connection was lost after COMMIT was sent: asking the server (%s)", error)
         if self._resolve(commit_id, pid, started + ANSWER_BOUND):
             log.warning("commit %s did land: answering success", commit_id)
             return
-        raise StoreUnavailableError(f"{error} (the commit did not land)") from exc
+        raise _NotLanded(StoreUnavailableError(f"{error} (the commit did not land)")) from exc
 
     def _discard_transaction(self, conn: psycopg.Connection) -> None:
         try:
@@ -398,11 +452,14 @@ class PostgresStore:
     def _resolve(self, commit_id: uuid.UUID, pid: int | None, until: float) -> bool:
         """Whether the write `commit_id` landed, once no transaction of backend `pid` can
         still end; CommitOutcomeUnknownError when the server cannot be asked by `until`."""
-        until = max(until, time.perf_counter() + MIN_RESOLVE)
+        if self._down_since is not None:
+            until = time.perf_counter() + QUICK_TRY
+        else:
+            until = max(until, time.perf_counter() + MIN_RESOLVE)
         last: Exception | None = None
         while time.perf_counter() < until:
             try:
-                conn = connect(self.dsn)
+                conn = connect(self.dsn, timeout=max(0.5, until - time.perf_counter()))
             except StoreUnavailableError as exc:
                 last = exc
                 time.sleep(0.2)
@@ -411,6 +468,7 @@ class PostgresStore:
                 with Deadline(conn, max(0.5, until - time.perf_counter())):
                     landed = self._ask(conn, commit_id, pid, until)
                 self._unresolved.pop(commit_id, None)
+                self._mark_up()
                 return landed
             except psycopg.Error as exc:
                 last = exc
@@ -418,6 +476,7 @@ class PostgresStore:
             finally:
                 conn.close()
         self._unresolved[commit_id] = pid
+        self._mark_down()
         raise CommitOutcomeUnknownError(
             f"the connection to PostgreSQL was lost after commit {commit_id} was sent, and "
             f"PostgreSQL could not be asked whether it landed ({last})",

@@ -338,7 +338,7 @@ def test_connection_killed_midway(store: Store, sample: SqliteFile, pg_dsn: str,
         victim = None
         for _ in range(200):
             victim = pg.execute(
-                "SELECT pid FROM pg_stat_activity WHERE application_name = 'pgfs'"
+                "SELECT pid FROM pg_stat_activity WHERE application_name = 'pgfs-writer'"
                 " AND wait_event_type = 'Lock' AND datname = current_database()"
             ).fetchone()
             if victim:
