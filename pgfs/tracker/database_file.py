@@ -30,7 +30,9 @@ the bytes that would make the commit visible are not kept: the journal stays
 
 Database-file writes with neither a journal nor a WAL (journal_mode=OFF or
 MEMORY) are refused with EIO: pgfs could never tell where such a
-transaction ends.
+transaction ends. The one change taken without either is SQLite's truncation
+of the file to the image just committed, after a commit that shrank it
+(`_trims_past_committed_image`).
 """
 
 from __future__ import annotations
@@ -302,6 +304,9 @@ class DatabaseFile:
         if self.read_only:
             raise ReadOnlyError(f"{self.name}: mounted read-only")
         async with self._lock:
+            if self._trims_past_committed_image(size):
+                self.size = self._committed_size = size
+                return
             layer = self._write_layer()
             if size > self.size:
                 # Bytes between the old end and the new one read as zeros.
@@ -318,6 +323,34 @@ class DatabaseFile:
 
     def _overlay_dirty(self) -> bool:
         return bool(self.overlay) or self.size != self._committed_size
+
+    def _trims_past_committed_image(self, size: int) -> bool:
+        """Whether a truncation with no journal and no WAL is SQLite's own, after a commit.
+
+        A commit that makes the database smaller (VACUUM, auto_vacuum=FULL,
+        `PRAGMA incremental_vacuum`) truncates the file only once the journal is
+        finalized: pager.c `pager_end_transaction` deletes, truncates or zeroes the
+        journal (the commit point, atomiccommit.html §3.11) and then, still holding
+        the EXCLUSIVE lock, calls `pager_truncate(dbSize)` when the file is larger
+        than the database image. That truncation is an ftruncate to exactly
+        page_count * page_size of the image just committed, whose header records that
+        page count as the "in-header database size" (fileformat2.html §1.3.7). So
+        pgfs takes a truncation with no active journal and no WAL when, and only
+        when, nothing is pending in the overlay and it shrinks the file to exactly
+        the committed image: every byte it removes lies past the last page
+        PostgreSQL holds, and no byte of a committed page changes. Any other write or
+        truncation without a journal (journal_mode OFF or MEMORY) is refused by
+        `_write_layer`.
+        """
+        no_journal = self.journal is None or not _journal_active(self.journal.data)
+        committed_bytes = self.database.page_count * self.database.page_size
+        return (
+            no_journal
+            and self.wal is None
+            and not self.overlay
+            and size < self.size
+            and size == committed_bytes
+        )
 
     def _write_layer(self) -> BlockMap:
         """Where a database-file write goes: the overlay, the pre-images, or nowhere."""
