@@ -55,7 +55,8 @@ log = logging.getLogger("pgfs.tracker")
 
 # A rollback commit whose pages all equal what PostgreSQL renders (a ROLLBACK
 # after spilling, a hot journal played back) is not sent to the store; the
-# comparison costs one render per page, so it is skipped for huge commits.
+# comparison costs one render per page, so it is skipped for huge commits. A
+# commit with any changed page sends every page SQLite wrote, unchanged or not.
 COMPARE_LIMIT = 2048
 
 
@@ -505,9 +506,11 @@ class DatabaseFile:
             page_size == self.database.page_size and page_count == self.database.page_count
         )
         if same_geometry and len(changed) <= COMPARE_LIMIT:
+            # All or nothing: a page SQLite wrote may hold the bytes PostgreSQL renders
+            # and still have a new role (VACUUM moved another b-tree's overflow page of
+            # zeros there), and the diff learns roles only from the pages it is given.
             current = self._read_pages_sync(list(changed))
-            changed = {p: img for p, img in changed.items() if current[p] != img}
-            if not changed:
+            if all(current[p] == img for p, img in changed.items()):
                 return None
         stats = self.database.commit(changed, page_count, "journal")
         return stats, len(changed), page_count
