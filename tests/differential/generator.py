@@ -564,5 +564,37 @@ class GeneratedSource:
 def generated(seed: int, mode: JournalMode, units: int) -> tuple[tuple[Step, ...], GeneratedSource]:
     """The setup and the step source of the program with this seed."""
     rng = random.Random(f"{seed}-{mode.value}")
+    return setup_steps(
+        mode, database=_database_pragmas(rng), connection=_connection_pragmas(rng, mode)
+    ), GeneratedSource(Generator(rng, mode), units)
+
+
+def _database_pragmas(rng: random.Random) -> list[str]:
+    """Small pages make deep trees and long overflow chains; auto-vacuum from the start
+    moves pages at every commit."""
+    pragmas = []
+    page_size = rng.choice([None, None, None, 512, 1024, 8192])
+    if page_size is not None:
+        pragmas.append(f"PRAGMA page_size={page_size}")
+    auto_vacuum = rng.choice([None, None, None, "FULL", "INCREMENTAL"])
+    if auto_vacuum is not None:
+        pragmas.append(f"PRAGMA auto_vacuum={auto_vacuum}")
+    return pragmas
+
+
+def _connection_pragmas(rng: random.Random, mode: JournalMode) -> list[str]:
+    """A small page cache spills before COMMIT; synchronous decides WAL syncs and
+    padding; secure_delete writes freed pages; journal_size_limit=0 makes PERSIST
+    truncate its journal."""
+    pragmas = []
     cache_size = rng.choice([None, None, 10, 40])
-    return setup_steps(mode, cache_size), GeneratedSource(Generator(rng, mode), units)
+    if cache_size is not None:
+        pragmas.append(f"PRAGMA cache_size={cache_size}")
+    synchronous = rng.choice([None, None, "OFF", "NORMAL", "FULL"])
+    if synchronous is not None:
+        pragmas.append(f"PRAGMA synchronous={synchronous}")
+    if rng.random() < 0.2:
+        pragmas.append("PRAGMA secure_delete=ON")
+    if mode is JournalMode.PERSIST and rng.random() < 0.3:
+        pragmas.append("PRAGMA journal_size_limit=0")
+    return pragmas

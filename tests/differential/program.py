@@ -143,14 +143,16 @@ class Program:
         )
 
 
-def setup_steps(mode: JournalMode, cache_size: int | None) -> tuple[Step, ...]:
-    """Pragmas each connection runs first: the journal mode is per connection in the
-    rollback modes; a small page cache makes large transactions spill before COMMIT."""
-    steps: list[Step] = []
+def setup_steps(
+    mode: JournalMode, *, database: Iterable[str] = (), connection: Iterable[str] = ()
+) -> tuple[Step, ...]:
+    """What a program runs first: `database` pragmas on A while the file is still
+    empty (page_size, auto_vacuum), then on each connection its journal mode (per
+    connection in the rollback modes) and the `connection` pragmas."""
+    steps = [Step(Conn.A, pragma) for pragma in database]
     for conn in Conn:
         steps.append(Step(conn, f"PRAGMA journal_mode={mode.value}"))
-        if cache_size is not None:
-            steps.append(Step(conn, f"PRAGMA cache_size={cache_size}"))
+        steps += [Step(conn, pragma) for pragma in connection]
     return tuple(steps)
 
 
