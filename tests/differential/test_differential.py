@@ -8,6 +8,8 @@ SQLite), compared after every transaction with the same program on a local file
 a SQL script that `scripts/fuzz_mount.py --replay FILE` runs again.
 
 cases/*.sql are differences found before, each replayed in every mode and client.
+open/*.sql are differences not fixed yet, replayed as found: expected to fail, and to
+fail the suite once they pass, so that they move to cases/.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from .program import ClientKind, JournalMode, Program
 SEEDS = [1, 2]
 UNITS = 40  # transactions per generated program
 CASES = sorted((Path(__file__).parent / "cases").glob("*.sql"))
+OPEN = sorted((Path(__file__).parent / "open").glob("*.sql"))
 
 
 @pytest.mark.parametrize("client", list(ClientKind), ids=lambda c: c.value)
@@ -51,3 +54,11 @@ def test_case_found_before(
             f"{result.mount_log[-2500:]}",
             pytrace=False,
         )
+
+
+@pytest.mark.xfail(strict=True, reason="an open defect: see the script's note")
+@pytest.mark.parametrize("case", OPEN, ids=lambda p: p.stem)
+def test_open_defect_still_differs(fuzzer: Fuzzer, case: Path) -> None:
+    program = Program.parse(case.read_text())
+    result = fuzzer.replay(program)
+    assert result.difference is None, result.difference.describe()
