@@ -33,6 +33,14 @@ class Outcome:
         return f"{len(self.rows)} rows {shown}{more} ({state})"
 
 
+# A statement may run this many SQLite VM instructions (in calls of the progress
+# handler, every PROGRESS_STEP instructions) before it is interrupted: triggers that
+# feed each other can make one DELETE insert millions of rows. The count is the same
+# for the same statement on two logically equal files, so both sides stop alike.
+PROGRESS_STEP = 10_000
+PROGRESS_CALLS = 3_000
+
+
 class Connection:
     """A connection that never waits for a lock (busy timeout 0): which statement gets
     SQLITE_BUSY is then decided by lock states alone, the same on any two files."""
@@ -40,6 +48,8 @@ class Connection:
     def __init__(self, kind: ClientKind, path: Path) -> None:
         self.kind = kind
         self.path = path
+        self._progress_calls = 0
+        self._budget: int | None = None
         if kind is ClientKind.SQLITE3:
             self._conn: Any = sqlite3.connect(
                 path, isolation_level=None, timeout=0, check_same_thread=False
@@ -47,16 +57,27 @@ class Connection:
         else:
             self._conn = apsw.Connection(str(path))
             self._conn.set_busy_timeout(0)
+        self._conn.set_progress_handler(self._progress, PROGRESS_STEP)
+
+    def _progress(self) -> bool:
+        """True (interrupt) once a program statement used up its budget."""
+        self._progress_calls += 1
+        return self._budget is not None and self._progress_calls > self._budget
 
     @property
     def in_transaction(self) -> bool:
         return bool(self._conn.in_transaction)
 
     def run(self, statement: str) -> Outcome:
+        """One statement of a program, within the instruction budget."""
+        self._progress_calls = 0
+        self._budget = PROGRESS_CALLS
         try:
             rows = [tuple(row) for row in self._conn.execute(statement)]
         except (sqlite3.Error, apsw.Error, UnicodeDecodeError) as exc:
             return Outcome(error=self._describe(exc), in_transaction=self.in_transaction)
+        finally:
+            self._budget = None
         typed = tuple(tuple((_storage_class(v), v) for v in row) for row in rows)
         return Outcome(rows=typed, in_transaction=self.in_transaction)
 

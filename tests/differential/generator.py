@@ -311,12 +311,14 @@ class Generator:
         source_column = quote(self.rng.choice(source.columns).name)
         target_column = self.rng.choice(target.data_columns or target.columns)
         name = self._new_name(schema, "tr")
+        # One row per firing: triggers that feed each other then grow a table linearly.
+        one_row = self._one_row(target)
         actions = [
             f"INSERT OR IGNORE INTO {quote(target.name)}({quote(target_column.name)}) "
             f"VALUES ({row}.{source_column})",
             f"UPDATE {quote(target.name)} SET {quote(target_column.name)} = "
-            f"{row}.{source_column} WHERE {self.predicate(target)}",
-            f"DELETE FROM {quote(target.name)} WHERE {self.predicate(target)}",
+            f"{row}.{source_column} WHERE {one_row}",
+            f"DELETE FROM {quote(target.name)} WHERE {one_row}",
         ]
         action = self.rng.choice(actions)
         when = self.rng.choice(["AFTER", "AFTER", "BEFORE"])
@@ -450,6 +452,12 @@ class Generator:
             key = quote(table.key[0].name) if table.key else column
             choices.append(f"{key} > {self._key_value(table.key[0] if table.key else None)}")
         return self.rng.choice(choices)
+
+    def _one_row(self, table: Table) -> str:
+        if table.has_rowid:
+            return f"rowid = {self.rng.randint(1, 60)}"
+        key = table.key[0] if table.key else table.columns[0]
+        return f"{quote(key.name)} = {self._key_value(key)}"
 
     def _fill_columns(self, table: Table, with_key: bool = False) -> list[Column]:
         columns = list(table.data_columns)
