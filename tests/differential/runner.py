@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -122,14 +124,10 @@ class Side:
     def open_conns(self) -> frozenset[Conn]:
         return frozenset(c for c, conn in self.conns.items() if conn.in_transaction)
 
-    def reader(self) -> contextlib.AbstractContextManager[Connection]:
-        """A new connection of this side's client, closed after use."""
-        return self.reader_of(self.path, self.kind)
-
-    @staticmethod
     @contextlib.contextmanager
-    def reader_of(path: Path, kind: ClientKind) -> Iterator[Connection]:
-        conn = Connection(kind, path)
+    def reader(self) -> Iterator[Connection]:
+        """A new connection of this side's client, closed after use."""
+        conn = Connection(self.kind, self.path)
         try:
             yield conn
         finally:
@@ -144,6 +142,23 @@ class Side:
             except Exception as exc:
                 errors.append(f"{type(exc).__name__}: {exc}")
         return "; ".join(errors) or None
+
+
+def system_sqlite_integrity(path: Path) -> list[str]:
+    """PRAGMA integrity_check of `path` by Python's sqlite3, in a process of its own.
+
+    Not in this one: POSIX locks belong to a process, so a second SQLite library
+    (apsw's) closing its descriptor of the file would drop the first one's locks,
+    believe it is the last connection, checkpoint and delete the WAL under it."""
+    script = (
+        "import sqlite3, sys\n"
+        "conn = sqlite3.connect(sys.argv[1])\n"
+        "print('\\n'.join(str(r[0]) for r in conn.execute('PRAGMA integrity_check')))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(path)], capture_output=True, text=True, check=True
+    )
+    return done.stdout.splitlines()
 
 
 class DifferenceFound(Exception):
@@ -286,8 +301,7 @@ class _RunState:
         ]
         if not reported or "integrity_check failed, 0 row mismatches" not in verified.output:
             return False
-        with Side.reader_of(self.local.path, ClientKind.SQLITE3) as reader:
-            local = [str(row[0]) for row in reader.query("PRAGMA integrity_check")]
+        local = system_sqlite_integrity(self.local.path)
         return local != ["ok"] and local[: len(reported)] == reported
 
     def finish(self, result: RunResult) -> None:
