@@ -3,18 +3,29 @@ PostgreSQL, always unmounted at the end."""
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from differential.mount import fuse_unavailable_reason
 
 from .helpers import Mount
 
 
+def _fuse_usable() -> str | None:
+    if not os.path.exists("/dev/fuse"):
+        return "/dev/fuse is absent"
+    if shutil.which("fusermount3") is None:
+        return "fusermount3 is not installed"
+    if os.geteuid() != 0 and not os.access("/dev/fuse", os.R_OK | os.W_OK):
+        return "no access to /dev/fuse"
+    return None
+
+
 @pytest.fixture(autouse=True)
 def _needs_fuse() -> None:
-    reason = fuse_unavailable_reason()
+    reason = _fuse_usable()
     if reason:
         pytest.skip(reason)
 
