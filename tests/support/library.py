@@ -32,11 +32,51 @@ GENRES = [
     "Family", "Fantasy", "History", "Horror", "Music", "Mystery", "Romance",
     "Science Fiction", "Thriller", "War", "Western",
 ]  # fmt: skip
-WORDS = (
-    "the of and night day city last first man woman river house story secret world "
-    "dark light return rise fall king queen war love time lost found road home sea "
-    "star dream fire ice stone glass iron silver golden shadow garden winter summer"
-).split()
+WORDS = [
+    "the",
+    "of",
+    "and",
+    "night",
+    "day",
+    "city",
+    "last",
+    "first",
+    "man",
+    "woman",
+    "river",
+    "house",
+    "story",
+    "secret",
+    "world",
+    "dark",
+    "light",
+    "return",
+    "rise",
+    "fall",
+    "king",
+    "queen",
+    "war",
+    "love",
+    "time",
+    "lost",
+    "found",
+    "road",
+    "home",
+    "sea",
+    "star",
+    "dream",
+    "fire",
+    "ice",
+    "stone",
+    "glass",
+    "iron",
+    "silver",
+    "golden",
+    "shadow",
+    "garden",
+    "winter",
+    "summer",
+]
 BYTES_PER_MOVIE = 9_300
 """About what one movie adds to the database (measured on the 10.11 schema)."""
 
@@ -90,7 +130,7 @@ class Library:
         conn.execute(
             'INSERT INTO "BaseItems" ("Id", "Type", "Name", "SortName", "IsFolder",'
             ' "IsInMixedFolder", "IsLocked", "IsMovie", "IsRepeat", "IsSeries",'
-            ' "IsVirtualItem", "DateCreated") VALUES (?, ?, \'Movies\', \'movies\', 1, 0, 0, 0,'
+            " \"IsVirtualItem\", \"DateCreated\") VALUES (?, ?, 'Movies', 'movies', 1, 0, 0, 0,"
             " 0, 0, 0, ?)",
             (folder_id, FOLDER, jellyfin_date(rng)),
         )
@@ -157,7 +197,8 @@ def add_movie(conn: sqlite3.Connection, rng: random.Random, library: Library) ->
             rng.randrange(10**10, 10**11),
         ),
     )
-    for provider, value in (("Tmdb", str(rng.randrange(10**6))), ("Imdb", f"tt{rng.randrange(10**7)}")):
+    providers = (("Tmdb", str(rng.randrange(10**6))), ("Imdb", f"tt{rng.randrange(10**7)}"))
+    for provider, value in providers:
         conn.execute(
             'INSERT INTO "BaseItemProviders" ("ItemId", "ProviderId", "ProviderValue")'
             " VALUES (?, ?, ?)",
