@@ -353,7 +353,7 @@ def verify_command(store: StoreOptions):
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @store_options
 def inspect_command(as_json: bool, store: StoreOptions):
-    """Show the header, tables, pages by kind, lossless records and last commits."""
+    """Show the header, tables, pages by kind, inexact rows and last commits."""
     with open_store(store) as opened:
         report = opened.inspect()
     if as_json:
@@ -387,7 +387,7 @@ def format_inspect(report: dict[str, Any]) -> str:
         extra = " (WITHOUT ROWID mirror)" if table.get("without_rowid") else ""
         lines.append(
             f"  {table['name']}{extra}: {table['rows']} rows, "
-            f"{table.get('lossless_records', 0)} lossless records, "
+            f"{table.get('inexact_rows', 0)} rows whose typed columns cannot hold every value, "
             f"{table.get('short_records', 0)} short records; pages: {kinds or 'none'}"
         )
     others = report.get("other_objects") or {}
@@ -398,7 +398,10 @@ def format_inspect(report: dict[str, Any]) -> str:
             lines.append(f"  {owner or '(none)'}: {listed}")
     by_kind = report.get("pages_by_kind") or {}
     lines.append("pages by kind: " + ", ".join(f"{k} {v}" for k, v in by_kind.items()))
-    lines.append(f"lossless side records: {report.get('lossless_records', 0)}")
+    lines.append(
+        "rows whose typed columns cannot hold every value (their records keep it): "
+        f"{report.get('inexact_rows', 0)}"
+    )
     commits = report.get("last_commits") or []
     if commits:
         lines.append("last commits:")

@@ -177,7 +177,9 @@ def describe_damage(path: Path, limit: int = 10) -> list[str]:
             return [f"sqlite_schema (the tree at page 1): {exc}"]
         for obj in schema_objects(entries).values():
             try:
-                for _ in iter_tree(source, obj.rootpage, usable, table=obj.table_tree):
+                for _ in iter_tree(
+                    source, obj.rootpage, usable, table=obj.table_tree, validate=True
+                ):
                     pass
             except FormatError as exc:
                 found.append(f"{obj.entry.type} {obj.name} (root page {obj.rootpage}): {exc}")
@@ -300,7 +302,7 @@ class _Importer:
         yield from self._leftovers()
         yield self.take()
 
-    def _walk(self, root: int, *, table: bool, rendered: bool):
+    def _walk(self, root: int, *, table: bool, rendered: bool, mirror: bool = False):
         if rendered:
             return walk_table(
                 self.src,
@@ -363,7 +365,7 @@ class _Importer:
 
     def _walk_mirror(self, obj: SchemaObject):
         """A WITHOUT ROWID table: raw pages, its rows refilled from every cell."""
-        for page in self._walk(obj.rootpage, table=False, rendered=False):
+        for page in self._walk(obj.rootpage, table=False, rendered=False, mirror=True):
             self.add_page(PageRecord(page.pgno, page.kind, obj.name, data=page.image))
             rows = self.rows_of(obj.name)
             for payload, chain in page.payloads:

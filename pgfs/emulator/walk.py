@@ -16,15 +16,15 @@ from dataclasses import dataclass
 from pgfs.emulator.source import PageSource
 from pgfs.sqlite.btree import (
     BTreePage,
-    IndexInteriorCell,
-    IndexLeafCell,
+    BTreeScan,
+    CellSpan,
     PageType,
-    TableLeafCell,
     parse_btree_page,
+    scan_btree_page,
 )
 from pgfs.sqlite.errors import CorruptPageError, FormatError
 from pgfs.sqlite.header import TextEncoding
-from pgfs.sqlite.overflow import assemble_payload
+from pgfs.sqlite.overflow import follow_chain
 from pgfs.sqlite.record import decode_record
 from pgfs.sqlite.schema import SchemaEntry
 from pgfs.store.changeset import PageKind, PageRecord
@@ -53,14 +53,19 @@ def iter_tree(
     table: bool,
     batch: int = 128,
     claim: Claim | None = None,
-) -> Iterator[tuple[int, BTreePage, bytes]]:
-    """Every page of the b-tree at `root`: (pgno, parsed page, image).
+    validate: bool = False,
+    spilling_only: bool = False,
+) -> Iterator[tuple[int, BTreeScan | BTreePage, bytes]]:
+    """Every page of the b-tree at `root`: (pgno, its scan, image).
 
     Level order, children in key order: all leaves of a SQLite b-tree are at
     the same depth, so the leaves come out in key order. Pages are read in
     batches of `batch` (one query when the source renders from the store).
     `claim(pgno)` is called for every child before it is read (the importer
     uses it to find pages used twice); without it a local set does that.
+    Pages are scanned (`scan_btree_page`: cell boundaries, no copies) unless
+    `validate` asks for every check of `parse_btree_page` (a damage report);
+    `spilling_only` leaves out leaf cells that do not spill.
     Raises CorruptPageError for a page of the wrong kind, a child out of range
     or reached twice.
     """
@@ -72,6 +77,11 @@ def iter_tree(
                 raise CorruptPageError(pgno, "page is reached twice in one b-tree")
             seen.add(pgno)
 
+    def read(image: bytes, pgno: int, usable: int) -> BTreeScan | BTreePage:
+        if validate:
+            return parse_btree_page(image, pgno, usable)
+        return scan_btree_page(image, pgno, usable, spilling_only=spilling_only)
+
     level = [root]
     family = "table" if table else "index"
     while level:
@@ -81,7 +91,7 @@ def iter_tree(
             images = source.read_many(chunk)
             for pgno in chunk:
                 image = images[pgno]
-                page = parse_btree_page(image, pgno, usable_size)
+                page = read(image, pgno, usable_size)
                 if page.is_table != table:
                     raise CorruptPageError(
                         pgno, f"{btree_kind(page.page_type)} page in a {family} b-tree"
@@ -93,6 +103,16 @@ def iter_tree(
                     following.append(child)
                 yield pgno, page, image
         level = following
+
+
+def span_payload(
+    span: CellSpan, image: bytes, read: Read, usable_size: int, pgno: int
+) -> tuple[bytes, list[int]]:
+    """The full payload of a scanned cell, and its overflow chain."""
+    local = image[span.local_start : span.local_end]
+    if span.overflow is None:
+        return local, []
+    return follow_chain(local, span.payload_size, span.overflow, read, usable_size, pgno)
 
 
 @dataclass(frozen=True)
@@ -161,9 +181,9 @@ def walk_table(
             yield WalkedPage(pgno, btree_kind(page.page_type), image, [], [])
             continue
         rows = []
-        for cell in page.cells:
-            payload, chain = assemble_payload(cell, read, usable_size, PageType.TABLE_LEAF, pgno)
-            rows.append(TableRow(cell.rowid, payload, chain))
+        for span in page.cells:
+            payload, chain = span_payload(span, image, read, usable_size, pgno)
+            rows.append(TableRow(span.rowid or 0, payload, chain))
         yield WalkedPage(pgno, PageKind.TABLE_LEAF, None, rows, [])
 
 
@@ -176,19 +196,26 @@ def walk_index_tree(
     claim: Claim | None = None,
     read_chain: Read | None = None,
     batch: int = 128,
+    with_payloads: bool = True,
 ) -> Iterator[WalkedPage]:
     """A tree whose pages are all stored raw: every page with its image, and the
-    payloads (with chains) of its cells."""
+    payloads (with chains) of its cells — only those that spill unless
+    `with_payloads` (a WITHOUT ROWID table's rows are refilled from all of them)."""
     read = read_chain or source.read
     for pgno, page, image in iter_tree(
-        source, root, usable_size, table=table, batch=batch, claim=claim
+        source,
+        root,
+        usable_size,
+        table=table,
+        batch=batch,
+        claim=claim,
+        spilling_only=not with_payloads,
     ):
         payloads = []
-        for cell in page.cells:
-            if isinstance(cell, IndexLeafCell | IndexInteriorCell | TableLeafCell):
-                payloads.append(
-                    assemble_payload(cell, read, usable_size, PageType(page.page_type), pgno)
-                )
+        interior_table = page.page_type == PageType.TABLE_INTERIOR
+        for span in [] if interior_table else page.cells:
+            if with_payloads or span.overflow is not None:
+                payloads.append(span_payload(span, image, read, usable_size, pgno))
         yield WalkedPage(pgno, btree_kind(page.page_type), image, [], payloads)
 
 

@@ -478,12 +478,16 @@ def _scan_varint(data: bytes, pos: int, limit: int, pgno: int) -> tuple[int, int
     return value, nxt
 
 
-def scan_btree_page(data: bytes, pgno: int, usable_size: int) -> BTreeScan:
+def scan_btree_page(
+    data: bytes, pgno: int, usable_size: int, *, spilling_only: bool = False
+) -> BTreeScan:
     """Read a b-tree page's header and cell boundaries without copying payloads.
 
     What the diff needs of a changed page, at a fraction of `parse_btree_page`'s
     cost: every offset is bounds-checked (CorruptPageError, never IndexError),
     but overlaps and freeblocks are not validated (SQLite wrote the page).
+    `spilling_only` leaves out the leaf cells whose payload does not spill (a raw
+    tree's walker needs only overflow chains and children).
     """
     if len(data) < usable_size:
         raise CorruptPageError(pgno, f"page is {len(data)} bytes, usable size {usable_size}")
@@ -520,6 +524,8 @@ def scan_btree_page(data: bytes, pgno: int, usable_size: int) -> BTreeScan:
                 rowid, pos = _scan_varint(data, pos, limit, pgno)
                 append(CellSpan(pc, pos, rowid, left, 0, pos, pos, None))
                 continue
+        elif spilling_only and data[pc] < 0x80:
+            continue  # a one-byte payload size (< 128) never exceeds max_local
         size, pos = _scan_varint(data, pos, limit, pgno)
         rowid = None
         if table:
@@ -528,7 +534,10 @@ def scan_btree_page(data: bytes, pgno: int, usable_size: int) -> BTreeScan:
             end = pos + size
             if end > limit:
                 raise CorruptPageError(pgno, f"cell at {pc} runs past the usable area")
-            append(CellSpan(pc, max(end, pc + MIN_CELL_SIZE), rowid, left, size, pos, end, None))
+            if not (spilling_only and left is None):
+                append(
+                    CellSpan(pc, max(end, pc + MIN_CELL_SIZE), rowid, left, size, pos, end, None)
+                )
             continue
         k = m + (size - m) % step
         n_local = k if k <= x else m

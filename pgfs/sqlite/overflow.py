@@ -72,12 +72,25 @@ def assemble_payload(
         if n_local != size:
             raise CorruptPageError(pgno, "payload spills but the cell has no overflow page")
         return local, []
+    return follow_chain(local, size, cell.overflow, read_page, usable_size, pgno)
+
+
+def follow_chain(
+    local: bytes,
+    size: int,
+    first: int,
+    read_page: Callable[[int], bytes],
+    usable_size: int,
+    pgno: int,
+) -> tuple[bytes, list[int]]:
+    """`local` completed to `size` bytes from the overflow chain starting at `first`:
+    (payload, chain). Linear in the chain's length."""
     parts = [local]
     chain: list[int] = []
     seen: set[int] = set()
-    remaining = size - n_local
+    remaining = size - len(local)
     step = usable_size - 4
-    nxt = cell.overflow
+    nxt = first
     while remaining > 0:
         if nxt == 0:
             raise CorruptPageError(
@@ -88,9 +101,10 @@ def assemble_payload(
         seen.add(nxt)
         chain.append(nxt)
         page = read_page(nxt)
-        nxt_next, content = decode_overflow_page(page, nxt, usable_size)
+        if len(page) < usable_size:
+            raise CorruptPageError(nxt, f"overflow page is {len(page)} bytes, usable {usable_size}")
         take = min(remaining, step)
-        parts.append(content[:take])
+        parts.append(page[4 : 4 + take])
         remaining -= take
-        nxt = nxt_next
+        nxt = _U32.unpack_from(page, 0)[0]
     return b"".join(parts), chain

@@ -1,18 +1,23 @@
-"""SQLite records <-> rows of a data-schema table, losslessly.
+"""SQLite records <-> rows of a data-schema table.
 
 A data table has one typed column per column SQLite stores in the record
 (every column but VIRTUAL generated ones), typed by affinity (`ddl.PG_TYPES`),
-then the hidden columns `_pgfs_record bytea`, `_pgfs_fields smallint` and, for
-a rowid table without an INTEGER PRIMARY KEY, `_rowid bigint`.
+then the hidden columns `_pgfs_record bytea`, `_pgfs_fields smallint`,
+`_pgfs_inexact boolean` and, for a rowid table without an INTEGER PRIMARY
+KEY, `_rowid bigint`.
 
-The lossless rule (README Design, "What PostgreSQL holds"): decode the
-record, convert each value to its column's PostgreSQL type (a value the type
-cannot hold becomes a typed NULL), re-encode the record from those
-PostgreSQL values exactly as `payload_from_pg` will when the page is
-rendered, and compare bytes. When they differ the original record goes to
-`_pgfs_record` and rendering returns it unchanged. The conversion only makes
-values PostgreSQL gives back identically (e.g. never a negative zero in
-`numeric`), so the comparison predicts rendering exactly.
+Every row keeps its SQLite record byte for byte in `_pgfs_record` (format 3,
+README "What the server holds"): rendering a page copies records, with no
+per-value work, so cold reads and VACUUM run at the speed of the wire, and a
+write stores what SQLite wrote without proving that the typed columns would
+reproduce it. The typed columns are the row for SQL: each holds its value
+when the column's type can (a value it cannot hold is a typed NULL, and the
+row is marked `_pgfs_inexact`). `_pgfs_fields` is the field count of a
+record shorter than the table (written before ALTER TABLE ADD COLUMN).
+
+Rows written by format 2 have `_pgfs_record` NULL when the typed columns
+reproduce the record exactly; they are rendered from the typed columns
+(`payload_from_pg`), byte for byte as SQLite's encoder writes them.
 
 Conversions (storage class in the record -> PostgreSQL value):
 
@@ -33,14 +38,14 @@ BLOB/none   bytea          blobs
 =========== ============== ===============================================
 
 Every other combination (text in an INTEGER column, a blob in a TEXT
-column, ...) gives a typed NULL and a side record.
+column, ...) gives a typed NULL and an inexact row.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any
@@ -58,11 +63,21 @@ from pgfs.sqlite.schema import Affinity, Column, TableDefinition
 
 HIDDEN_RECORD = "_pgfs_record"
 HIDDEN_FIELDS = "_pgfs_fields"
+HIDDEN_INEXACT = "_pgfs_inexact"
 HIDDEN_ROWID = "_rowid"
-HIDDEN_COLUMNS = (HIDDEN_RECORD, HIDDEN_FIELDS, HIDDEN_ROWID)
+HIDDEN_COLUMNS = (HIDDEN_RECORD, HIDDEN_FIELDS, HIDDEN_INEXACT, HIDDEN_ROWID)
 
 _INT64_MIN = -(1 << 63)
 _INT64_MAX = (1 << 63) - 1
+
+
+_NATURAL = {
+    Affinity.INTEGER: int,
+    Affinity.TEXT: str,
+    Affinity.REAL: float,
+    Affinity.BLOB: bytes,
+    Affinity.NUMERIC: None,  # always converted (numeric values are Decimals)
+}
 
 
 @dataclass(frozen=True)
@@ -86,6 +101,25 @@ class TableLayout:
     record_order: tuple[int, ...]
     ipk_index: int | None
     rowid_column: str | None
+    plan: tuple[tuple[int, type | None, Affinity | None], ...] = field(
+        default=(), compare=False, repr=False
+    )
+    """Per record field: its column, the Python type stored as is, its affinity (None
+    for the INTEGER PRIMARY KEY, whose field SQLite leaves NULL): what `to_pg_row`
+    does per field, worked out once."""
+
+    def __post_init__(self) -> None:
+        plan = []
+        for index in self.record_order:
+            if index == self.ipk_index:
+                plan.append((index, type(None), None))
+            else:
+                affinity = self.columns[index].affinity
+                plan.append((index, _NATURAL[affinity], affinity))
+        object.__setattr__(self, "plan", tuple(plan))
+
+    def __hash__(self) -> int:
+        return hash((self.definition.name, self.record_order, self.rowid_column))
 
     @property
     def name(self) -> str:
@@ -106,7 +140,7 @@ class TableLayout:
 
     def column_names(self) -> list[str]:
         """Data-table columns in `to_pg_row` order: typed, hidden, [_rowid]."""
-        names = [c.name for c in self.columns] + [HIDDEN_RECORD, HIDDEN_FIELDS]
+        names = [c.name for c in self.columns] + [HIDDEN_RECORD, HIDDEN_FIELDS, HIDDEN_INEXACT]
         if self.hidden_rowid:
             names.append(HIDDEN_ROWID)
         return names
@@ -231,52 +265,52 @@ def to_pg_row(
 ) -> list[Any]:
     """Parameters for the data-table row of record `payload` (see module docstring).
 
-    Order: typed columns (`TableLayout.columns`), `_pgfs_record`,
-    `_pgfs_fields`, then `_rowid` for a table without INTEGER PRIMARY KEY.
-    A payload that is not a valid record is kept whole in `_pgfs_record`
-    (PostgreSQL never rejects what SQLite wrote). `_pgfs_fields` is the field
-    count of a record shorter than the table (written before ALTER TABLE ADD
-    COLUMN), else NULL.
+    Order: typed columns (`TableLayout.columns`), `_pgfs_record`, `_pgfs_fields`,
+    `_pgfs_inexact`, then `_rowid` for a table without INTEGER PRIMARY KEY. A
+    payload that is not a valid record is kept (PostgreSQL never rejects what
+    SQLite wrote): its typed columns are NULL and it is inexact.
+    `schema_format` is not needed (the record is kept as it is); it is taken so
+    that every backend calls this the same way.
     """
     layout = layout_of(table)
     payload = bytes(payload)
     typed: list[Any] = [None] * len(layout.columns)
     fields: int | None = None
+    inexact = False
     try:
         values: list[Value | InvalidText] | None = decode_record(payload, encoding)
     except FormatError:
         values = None
+        inexact = True
     if values is not None:
-        if len(values) < layout.field_count:
-            fields = len(values)
-        columns = layout.columns
-        for position, value in enumerate(values[: layout.field_count]):
-            index = layout.record_order[position]
-            typed[index] = to_pg_value(columns[index].affinity, value)
+        count = len(values)
+        if count < layout.field_count:
+            fields = count
+        for (index, natural, affinity), value in zip(layout.plan, values, strict=False):
+            if value is None:
+                continue
+            if (
+                type(value) is natural
+                and (natural is not str or "\x00" not in value)
+                and (natural is not float or value == value)  # NaN is not a REAL value
+            ):
+                typed[index] = value
+                continue
+            if affinity is None:  # the rowid's column: SQLite stores NULL here
+                inexact = True
+                continue
+            converted = to_pg_value(affinity, value)
+            typed[index] = converted
+            if converted is None or (
+                type(value) is float and value == 0 and math.copysign(1.0, value) < 0
+            ):
+                inexact = True  # no fit; or numeric, which has no -0
     if layout.ipk_index is not None:
         typed[layout.ipk_index] = rowid
-    record = None
-    if values is None or _encode(layout, typed, fields, encoding, schema_format) != payload:
-        record = payload
-    row = [*typed, record, fields]
+    row = [*typed, payload, fields, inexact]
     if layout.hidden_rowid:
         row.append(rowid)
     return row
-
-
-def _encode(
-    layout: TableLayout,
-    typed: Sequence[Any],
-    fields: int | None,
-    encoding: TextEncoding,
-    schema_format: int,
-) -> bytes | None:
-    try:
-        return encode_record(
-            _record_values(layout, typed, fields), encoding, schema_format=schema_format
-        )
-    except (UnicodeEncodeError, ValueError, TypeError):
-        return None
 
 
 def payload_from_pg(
@@ -286,7 +320,8 @@ def payload_from_pg(
     schema_format: int,
 ) -> bytes:
     """The record payload of a data-table row (typed columns, `_pgfs_record`,
-    `_pgfs_fields`, optionally followed by the rowid, which is ignored)."""
+    `_pgfs_fields`, anything after ignored): the kept record, or for a row
+    written without one (format 2), the record its typed columns encode."""
     layout = layout_of(table)
     n = len(layout.columns)
     record = pg_values[n]
@@ -299,5 +334,5 @@ def payload_from_pg(
 
 
 def is_exact(table: TableDefinition | TableLayout, row: Sequence[Any]) -> bool:
-    """True when a `to_pg_row` result needs no side record."""
-    return row[len(layout_of(table).columns)] is None
+    """True when a `to_pg_row` result's typed columns hold every value of the record."""
+    return not row[len(layout_of(table).columns) + 2]

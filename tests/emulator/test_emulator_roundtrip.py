@@ -87,11 +87,11 @@ def test_rows_are_typed_in_postgresql(store, tmp_path: Path, pg_dsn: str, jellyf
     conn.close()
     with psycopg.connect(pg_dsn) as pg:
         row = pg.execute(
-            'SELECT "Name", "Data", "IsFolder", _pgfs_record FROM jellyfin."BaseItems"'
+            'SELECT "Name", "Data", "IsFolder", _pgfs_inexact FROM jellyfin."BaseItems"'
             ' WHERE "Id" = %s',
             (item_id,),
         ).fetchone()
-        assert row == (name, data, folder, None)
+        assert row == (name, data, folder, False)
         types = dict(
             pg.execute(
                 "SELECT column_name, data_type FROM information_schema.columns"
@@ -109,18 +109,21 @@ def test_lossless_values_in_postgresql(store, tmp_path: Path, pg_dsn: str) -> No
     source = build_all_types(tmp_path / "src.db")
     import_file(store, source, progress=False)
     with psycopg.connect(pg_dsn) as pg:
-        # text in an INTEGER column cannot be typed: a side record keeps it exactly
-        row = pg.execute("SELECT i, t, _pgfs_record IS NOT NULL FROM jellyfin.types WHERE id = 200")
-        assert row.fetchone() == (None, "12", True)
+        # text in an INTEGER column cannot be typed: the row is inexact, its record
+        # (kept for every row) holds the value
         row = pg.execute(
-            "SELECT dbl, flt, dec, flag, ch, dt, _pgfs_record IS NULL FROM jellyfin.types"
-            " WHERE id = 301"
+            "SELECT i, t, _pgfs_inexact, _pgfs_record IS NOT NULL FROM jellyfin.types"
+            " WHERE id = 200"
         )
-        # DATETIME has NUMERIC affinity: a date text does not fit numeric (side record)
-        assert row.fetchone() == (1.0, 2.5, Decimal("3.14"), 1, "char", None, False)
-        # an integer in a column without type (BLOB affinity) needs a side record
-        row = pg.execute("SELECT i, untyped, _pgfs_record IS NULL FROM jellyfin.types WHERE id = 7")
-        assert row.fetchone() == (32767, None, False)
+        assert row.fetchone() == (None, "12", True, True)
+        row = pg.execute(
+            "SELECT dbl, flt, dec, flag, ch, dt, _pgfs_inexact FROM jellyfin.types WHERE id = 301"
+        )
+        # DATETIME has NUMERIC affinity: a date text does not fit numeric
+        assert row.fetchone() == (1.0, 2.5, Decimal("3.14"), 1, "char", None, True)
+        # an integer in a column without type (BLOB affinity) does not fit bytea
+        row = pg.execute("SELECT i, untyped, _pgfs_inexact FROM jellyfin.types WHERE id = 7")
+        assert row.fetchone() == (32767, None, True)
     out = tmp_path / "out.db"
     export_file(store, out, progress=False)
     assert_same_database(source, out)

@@ -18,10 +18,14 @@ from .helpers import REPO, Client, Mount, assert_all_tables_same
 
 
 def _terminate(dsn: str, application: str) -> int:
-    """End the backends of `application` connected to `dsn`'s database; how many."""
+    """End the backends of `application` connected to `dsn`'s database; how many.
+
+    The timeout makes `pg_terminate_backend` wait until each backend has exited, so
+    the mount's socket already holds the server's goodbye when this returns.
+    """
     with psycopg.connect(dsn, autocommit=True) as conn:
         rows = conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity"
             " WHERE application_name = %s AND datname = current_database()",
             (application,),
         ).fetchall()

@@ -27,6 +27,7 @@ from pgfs.sqlite.schema import Affinity, TableDefinition, parse_create_table
 from pgfs.store.postgres import ddl
 from pgfs.store.values import (
     HIDDEN_FIELDS,
+    HIDDEN_INEXACT,
     HIDDEN_RECORD,
     layout_of,
     payload_from_pg,
@@ -341,11 +342,18 @@ def check_round_trip(
             assert row[n + 1] == len(decoded)
         else:
             assert row[n + 1] is None
-        if (
-            all(
-                layout.record_order[p] != layout.ipk_index or v is None
-                for p, v in enumerate(decoded)
+        assert row[n] == payload  # every row keeps its record
+        fits = all(
+            (
+                v is None
+                if layout.record_order[p] == layout.ipk_index
+                else fits_typed(layout.columns[layout.record_order[p]].affinity, v)
             )
+            for p, v in enumerate(decoded[: layout.field_count])
+        )
+        assert row[n + 2] is (not fits), decoded
+        if (
+            fits
             and all(
                 sqlite_normal(layout.columns[layout.record_order[p]].affinity, v)
                 for p, v in enumerate(decoded[: layout.field_count])
@@ -354,8 +362,25 @@ def check_round_trip(
             and payload == encode_record(decoded, encoding, schema_format=schema_format)
             and len(decoded) <= layout.field_count
         ):
-            assert row[n] is None, f"needless side record for {decoded!r}"
+            # A row stored without its record (format 2) renders from its typed columns.
+            legacy = list(row)
+            legacy[n] = None
+            assert payload_from_pg(table, legacy, encoding, schema_format) == payload
     return stored
+
+
+def fits_typed(affinity: Affinity, value) -> bool:
+    """Whether a typed column of `affinity` holds `value` (NUMERIC keeps no -0.0)."""
+    if value is None:
+        return True
+    if expected_typed(affinity, value) is None:
+        return False
+    return not (
+        affinity is Affinity.NUMERIC
+        and isinstance(value, float)
+        and value == 0
+        and math.copysign(1, value) < 0
+    )
 
 
 def _stored_rowid(layout, row: tuple) -> int | None:
@@ -434,7 +459,7 @@ def test_records_written_by_sqlite(conn, tmp_path, encoding, rows):
             value is None or expected_typed(column.affinity, value) is not None
             for column, value in zip(layout.columns[1:], decoded[1:], strict=True)
         )
-        assert (row[n] is None) == fits, decoded
+        assert row[n + 2] is (not fits), decoded
 
 
 @pytest.mark.parametrize(
@@ -471,7 +496,7 @@ def test_sqlite_values_by_affinity(conn, tmp_path, declared, value, typed, side)
     if isinstance(got, Decimal):
         got = int(got) if got.as_tuple().exponent == 0 else float(got)
     assert got == typed
-    assert (row[1] is not None) is side
+    assert row[3] is side  # v, _pgfs_record, _pgfs_fields, _pgfs_inexact
 
 
 def test_numeric_keeps_the_storage_class(conn):
@@ -484,7 +509,7 @@ def test_numeric_keeps_the_storage_class(conn):
     ]
     rows = check_round_trip(conn, table, items, TextEncoding.UTF8, copy=True)
     assert [str(r[0]) for r in rows] == ["3", "3.0", "0.99", "0.0"]
-    assert [r[1] is None for r in rows] == [True, True, True, False]  # numeric has no -0
+    assert [r[3] for r in rows] == [False, False, False, True]  # numeric has no -0
 
 
 def test_integer_primary_key_holds_the_rowid(conn):
@@ -494,8 +519,8 @@ def test_integer_primary_key_holds_the_rowid(conn):
         [7, 1, "a", 1.5, 2, b"x", None], TextEncoding.UTF8
     )  # not NULL: not SQLite's
     rows = check_round_trip(conn, table, [(42, good), (43, odd)], TextEncoding.UTF8, copy=False)
-    assert rows[0][0] == 42 and rows[0][7] is None
-    assert rows[1][0] == 43 and rows[1][7] == odd
+    assert rows[0][0] == 42 and rows[0][7] == good and rows[0][9] is False
+    assert rows[1][0] == 43 and rows[1][7] == odd and rows[1][9] is True
 
 
 def test_short_records_after_add_column(conn):
@@ -503,8 +528,8 @@ def test_short_records_after_add_column(conn):
     short = encode_record(["x"], TextEncoding.UTF8)
     full = encode_record(["x", 2, 1.5], TextEncoding.UTF8)
     rows = check_round_trip(conn, table, [(1, short), (2, full)], TextEncoding.UTF8, copy=True)
-    assert rows[0][:5] == ("x", None, None, None, 1)
-    assert rows[1][:5] == ("x", 2, 1.5, None, None)
+    assert rows[0][:6] == ("x", None, None, short, 1, False)
+    assert rows[1][:6] == ("x", 2, 1.5, full, None, False)
 
 
 def test_without_rowid_record_order_is_key_first(conn):
@@ -514,7 +539,7 @@ def test_without_rowid_record_order_is_key_first(conn):
     payload = encode_record([5, "key", 1.5, 7, b"z"], TextEncoding.UTF8)
     (row,) = check_round_trip(conn, table, [(0, payload)], TextEncoding.UTF8, copy=True)
     assert row[:5] == ("key", 1.5, Decimal(7), 5, b"z")
-    assert row[5] is None
+    assert row[5] == payload and row[7] is False
 
 
 def test_virtual_generated_columns_are_not_stored(conn):
@@ -522,12 +547,12 @@ def test_virtual_generated_columns_are_not_stored(conn):
     assert [c.name for c in layout_of(table).columns] == ["id", "a", "s", "t"]
     payload = encode_record([None, 2.5, "2.5x", "t"], TextEncoding.UTF8)
     (row,) = check_round_trip(conn, table, [(1, payload)], TextEncoding.UTF8, copy=False)
-    assert row[:5] == (1, 2.5, "2.5x", "t", None)
+    assert row[:6] == (1, 2.5, "2.5x", "t", payload, None)
 
 
 def test_hidden_columns_are_named_as_documented():
     layout = layout_of(TABLES[HIDDEN_SQL])
-    assert layout.column_names()[-3:] == [HIDDEN_RECORD, HIDDEN_FIELDS, "_rowid"]
+    assert layout.column_names()[-4:] == [HIDDEN_RECORD, HIDDEN_FIELDS, HIDDEN_INEXACT, "_rowid"]
 
 
 def _specials() -> list:

@@ -248,7 +248,8 @@ def play(conn: sqlite3.Connection, rng: random.Random, library: Library, item: s
     conn.execute(
         'INSERT INTO "UserData" ("ItemId", "UserId", "CustomDataKey", "IsFavorite",'
         ' "PlayCount", "PlaybackPositionTicks", "Played", "LastPlayedDate")'
-        " VALUES (?, ?, ?, 0, 1, ?, 0, ?) ON CONFLICT DO UPDATE SET"
+        ' VALUES (?, ?, ?, 0, 1, ?, 0, ?) ON CONFLICT ("ItemId", "UserId", "CustomDataKey")'
+        " DO UPDATE SET"
         ' "PlaybackPositionTicks" = excluded."PlaybackPositionTicks",'
         ' "LastPlayedDate" = excluded."LastPlayedDate"',
         (item, library.user_id, item.lower(), rng.randrange(10**10), jellyfin_date(rng)),

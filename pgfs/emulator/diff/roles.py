@@ -63,7 +63,8 @@ class Roles:
 
 
 class ChangedPages:
-    """The new images of a commit's pages, each scanned on demand.
+    """The new images of a commit's pages, each scanned on demand for what roles need:
+    children and overflow pointers (leaf cells that do not spill are skipped).
 
     Scans are kept in a bounded memo: a commit of every page (VACUUM) must not
     hold a parsed copy of the database.
@@ -94,7 +95,9 @@ class ChangedPages:
             self._memo.move_to_end(pgno)
             return self._memo[pgno]
         try:
-            scan: BTreeScan | None = scan_btree_page(self.images[pgno], pgno, self.usable_size)
+            scan: BTreeScan | None = scan_btree_page(
+                self.images[pgno], pgno, self.usable_size, spilling_only=True
+            )
         except CorruptPageError:
             scan = None
         self._memo[pgno] = scan

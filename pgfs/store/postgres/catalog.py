@@ -30,8 +30,8 @@ from pgfs.store.errors import StoreConflictError, StoreError
 from pgfs.store.interface import StoreState
 from pgfs.store.postgres import ddl
 
-FORMAT_VERSION = "2"
-OLD_FORMATS = ("1",)
+FORMAT_VERSION = "3"
+OLD_FORMATS = ("1", "2")
 """Formats `initialise` upgrades in place."""
 META_TABLES = ("meta", "sqlite_schema", "pages", "overflow_chain", "commit_log")
 FENCE_SQLSTATE = "PF001"
@@ -194,6 +194,9 @@ class Catalog:
             sql.SQL(
                 "CREATE INDEX IF NOT EXISTS pages_owner_kind_lo ON {} (owner, kind, lo)"
             ).format(self.meta("pages")),
+            # A raw page compresses to well under a heap page: kept inline (compressed)
+            # rather than in TOAST, an upsert writes one tuple instead of three.
+            sql.SQL("ALTER TABLE {} ALTER COLUMN data SET STORAGE MAIN").format(self.meta("pages")),
             sql.SQL(
                 "CREATE TABLE IF NOT EXISTS {} (owner text NOT NULL, rowid bigint NOT NULL,"
                 " pages bigint[] NOT NULL, PRIMARY KEY (owner, rowid))"
@@ -209,7 +212,12 @@ class Catalog:
         ]
 
     def _upgrade(self, conn: psycopg.Connection) -> None:
-        """Format 1 -> 2: commit ids, commit sequence and lease epoch."""
+        """Format 1 -> 2: commit ids, commit sequence and lease epoch. 2 -> 3: every data
+        table gets `_pgfs_inexact` (rows already stored keep rendering from their typed
+        columns; rows written from now on carry their record)."""
+        for name in table_definitions(self.entries(conn)):
+            if self.relation_exists(conn, self.data_schema, name):
+                conn.execute(ddl.add_inexact_column(self.data_schema, name))
         log_table = self.meta("commit_log")
         for column, kind in (("commit_id", "uuid UNIQUE"), ("seq", "bigint"), ("epoch", "bigint")):
             conn.execute(

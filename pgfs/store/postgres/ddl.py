@@ -24,6 +24,7 @@ from pgfs.sqlite.errors import UnsupportedFeatureError
 from pgfs.sqlite.schema import Affinity, Column, TableDefinition
 from pgfs.store.values import (
     HIDDEN_FIELDS,
+    HIDDEN_INEXACT,
     HIDDEN_RECORD,
     HIDDEN_ROWID,
     TableLayout,
@@ -67,7 +68,7 @@ def check_table(table: TableDefinition) -> TableLayout:
     """Validate every name of `table` for PostgreSQL; return its layout."""
     check_identifier(table.name, "table")
     layout = layout_of(table)
-    hidden = {HIDDEN_RECORD, HIDDEN_FIELDS}
+    hidden = {HIDDEN_RECORD, HIDDEN_FIELDS, HIDDEN_INEXACT}
     if layout.hidden_rowid:
         hidden.add(HIDDEN_ROWID)
     for column in layout.columns:
@@ -100,6 +101,7 @@ def create_table(schema: str, table: TableDefinition) -> sql.Composed:
         parts.append(definition)
     parts.append(sql.SQL("{} bytea").format(sql.Identifier(HIDDEN_RECORD)))
     parts.append(sql.SQL("{} smallint").format(sql.Identifier(HIDDEN_FIELDS)))
+    parts.append(sql.SQL("{} boolean").format(sql.Identifier(HIDDEN_INEXACT)))
     if layout.hidden_rowid:
         parts.append(sql.SQL("{} bigint {}").format(sql.Identifier(HIDDEN_ROWID), key))
     return sql.SQL("CREATE TABLE {} ({})").format(
@@ -140,6 +142,13 @@ def rename_table(schema: str, old: str, new: str) -> sql.Composed:
     )
 
 
+def add_inexact_column(schema: str, table: str) -> sql.Composed:
+    """Format 2 -> 3: the flag of rows whose typed columns cannot hold every value."""
+    return sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} boolean").format(
+        qualified(schema, table), sql.Identifier(HIDDEN_INEXACT)
+    )
+
+
 def add_column(schema: str, table: str, column: Column) -> sql.Composed:
     check_identifier(column.name, f"column of table {table!r}")
     return sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(
@@ -166,7 +175,7 @@ def identifiers(names: list[str]) -> sql.Composed:
 
 def copy_types(layout: TableLayout) -> list[str]:
     """Binary COPY types of `layout.column_names()`."""
-    types = [COPY_TYPES[c.affinity] for c in layout.columns] + ["bytea", "int2"]
+    types = [COPY_TYPES[c.affinity] for c in layout.columns] + ["bytea", "int2", "bool"]
     if layout.hidden_rowid:
         types.append("int8")
     return types

@@ -61,7 +61,7 @@ def rowid_layout(tables: dict[str, TableDefinition], table: str) -> TableLayout:
     return layout
 
 
-def _payload_columns(layout: TableLayout, alias: str = "t") -> sql.Composed:
+def _typed_columns(layout: TableLayout, alias: str = "t") -> sql.Composed:
     names = [c.name for c in layout.columns] + [HIDDEN_RECORD, HIDDEN_FIELDS]
     return sql.SQL(", ").join(sql.Identifier(alias, n) for n in names)
 
@@ -74,18 +74,22 @@ def leaf_rows(
     encoding: TextEncoding,
     schema_format: int,
 ) -> list[LeafRow]:
-    """Rows with rowid in any of the inclusive `ranges` (which must not overlap)."""
+    """Rows with rowid in any of the inclusive `ranges` (which must not overlap).
+
+    Only the kept records travel (rendering copies them); rows stored without one
+    (format 2) are completed from their typed columns by a second query.
+    """
     if not ranges:
         return []
     rowid = sql.Identifier("t", layout.rowid_column or "")
     query = sql.SQL(
-        "SELECT {}, {}, c.pages[1] FROM {} AS t"
+        "SELECT {}, t.{}, c.pages[1] FROM {} AS t"
         " JOIN unnest(%(lo)s::bigint[], %(hi)s::bigint[]) AS r(lo, hi) ON {} BETWEEN r.lo AND r.hi"
         " LEFT JOIN {} AS c ON c.owner = %(owner)s AND c.rowid = {}"
         " ORDER BY {}"
     ).format(
         rowid,
-        _payload_columns(layout),
+        sql.Identifier(HIDDEN_RECORD),
         catalog.data(layout.name),
         rowid,
         catalog.meta("overflow_chain"),
@@ -99,10 +103,13 @@ def leaf_rows(
     }
     with conn.cursor(binary=True) as cur:
         cur.execute(query, params)
-        return [
-            LeafRow(row[0], payload_from_pg(layout, row[1:-1], encoding, schema_format), row[-1])
-            for row in cur
-        ]
+        found = cur.fetchall()
+    legacy = [row[0] for row in found if row[1] is None]
+    typed = _typed_payloads(conn, catalog, layout, legacy, encoding, schema_format)
+    return [
+        LeafRow(rowid, bytes(record) if record is not None else typed[rowid], first)
+        for rowid, record, first in found
+    ]
 
 
 def row_payloads(
@@ -117,11 +124,34 @@ def row_payloads(
     if not wanted:
         return {}
     rowid = sql.Identifier("t", layout.rowid_column or "")
-    query = sql.SQL("SELECT {}, {} FROM {} AS t WHERE {} = ANY(%s::bigint[])").format(
-        rowid, _payload_columns(layout), catalog.data(layout.name), rowid
+    query = sql.SQL("SELECT {}, t.{} FROM {} AS t WHERE {} = ANY(%s::bigint[])").format(
+        rowid, sql.Identifier(HIDDEN_RECORD), catalog.data(layout.name), rowid
     )
     with conn.cursor(binary=True) as cur:
         cur.execute(query, (wanted,))
+        found = cur.fetchall()
+    legacy = [row[0] for row in found if row[1] is None]
+    typed = _typed_payloads(conn, catalog, layout, legacy, encoding, schema_format)
+    return {r: bytes(record) if record is not None else typed[r] for r, record in found}
+
+
+def _typed_payloads(
+    conn: psycopg.Connection,
+    catalog: Catalog,
+    layout: TableLayout,
+    rowids: list[int],
+    encoding: TextEncoding,
+    schema_format: int,
+) -> dict[int, bytes]:
+    """Records of rows stored without one, encoded from their typed columns."""
+    if not rowids:
+        return {}
+    rowid = sql.Identifier("t", layout.rowid_column or "")
+    query = sql.SQL("SELECT {}, {} FROM {} AS t WHERE {} = ANY(%s::bigint[])").format(
+        rowid, _typed_columns(layout), catalog.data(layout.name), rowid
+    )
+    with conn.cursor(binary=True) as cur:
+        cur.execute(query, (rowids,))
         return {row[0]: payload_from_pg(layout, row[1:], encoding, schema_format) for row in cur}
 
 

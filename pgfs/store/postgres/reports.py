@@ -10,7 +10,7 @@ from psycopg import sql
 
 from pgfs.sqlite.schema import table_definitions
 from pgfs.store.postgres.catalog import Catalog, parse_header
-from pgfs.store.values import HIDDEN_FIELDS, HIDDEN_RECORD
+from pgfs.store.values import HIDDEN_FIELDS, HIDDEN_INEXACT, HIDDEN_RECORD
 
 LAST_COMMITS = 10
 
@@ -45,8 +45,14 @@ def inspect(conn: psycopg.Connection, catalog: Catalog) -> dict[str, Any]:
         if name not in existing:
             continue
         rows, side, short = conn.execute(
-            sql.SQL("SELECT count(*), count({}), count({}) FROM {}").format(
-                sql.Identifier(HIDDEN_RECORD), sql.Identifier(HIDDEN_FIELDS), catalog.data(name)
+            sql.SQL(
+                "SELECT count(*), count(*) FILTER (WHERE {inexact} OR ({inexact} IS NULL AND"
+                " {record} IS NOT NULL)), count({fields}) FROM {table}"
+            ).format(
+                inexact=sql.Identifier(HIDDEN_INEXACT),
+                record=sql.Identifier(HIDDEN_RECORD),
+                fields=sql.Identifier(HIDDEN_FIELDS),
+                table=catalog.data(name),
             )
         ).fetchone() or (0, 0, 0)
         side_total += side
@@ -55,7 +61,7 @@ def inspect(conn: psycopg.Connection, catalog: Catalog) -> dict[str, Any]:
                 "name": name,
                 "without_rowid": definition.without_rowid,
                 "rows": rows,
-                "lossless_records": side,
+                "inexact_rows": side,
                 "short_records": short,
                 "pages": pages.get(name, {}),
             }
@@ -73,7 +79,7 @@ def inspect(conn: psycopg.Connection, catalog: Catalog) -> dict[str, Any]:
         "other_objects": raw_owners,
         "pages_by_kind": dict(sorted(by_kind.items())),
         "page_records": sum(by_kind.values()),
-        "lossless_records": side_total,
+        "inexact_rows": side_total,
         "last_commits": _last_commits(conn, catalog),
     }
 

@@ -78,6 +78,15 @@ failure, and back within about a second of the server's return."""
 HEALTH_DEADLINE = 3.0
 
 
+def _prefer_lz4(conn: psycopg.Connection) -> None:
+    """Compress big values (records, JSON) with lz4 rather than pglz: several times
+    faster to write and read, about as small. Servers without it keep pglz."""
+    try:
+        conn.execute("SET default_toast_compression = 'lz4'")
+    except psycopg.Error:
+        log.debug("lz4 TOAST compression is not available: keeping pglz")
+
+
 class _NotLanded(Exception):
     """A write whose connection was lost, known not to be in the store."""
 
@@ -396,6 +405,7 @@ class PostgresStore:
                 self._mark_down()
                 raise
             self._mark_up()
+            _prefer_lz4(conn)
         return conn
 
     def _mark_down(self) -> None:

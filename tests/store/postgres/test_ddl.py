@@ -47,6 +47,7 @@ def test_types_by_affinity_and_integer_primary_key(pg):
         ("Parent", "bigint", "YES"),
         ("_pgfs_record", "bytea", "YES"),
         ("_pgfs_fields", "smallint", "YES"),
+        ("_pgfs_inexact", "boolean", "YES"),
     ]
     assert constraints_of(pg, "Items") == ["p"]  # the rowid key, nothing else
 
@@ -60,6 +61,7 @@ def test_hidden_rowid_and_without_rowid_mirror(pg):
         "b",
         "_pgfs_record",
         "_pgfs_fields",
+        "_pgfs_inexact",
         "_rowid",
     ]
     assert constraints_of(pg, "h") == ["p"]
@@ -70,7 +72,13 @@ def test_hidden_rowid_and_without_rowid_mirror(pg):
     assert key == [("_rowid",)]
     wr = parse_create_table("CREATE TABLE w (k TEXT, v INT, PRIMARY KEY (k)) WITHOUT ROWID")
     pg.execute(ddl.create_table("public", wr))
-    assert [c[0] for c in columns_of(pg, "w")] == ["k", "v", "_pgfs_record", "_pgfs_fields"]
+    assert [c[0] for c in columns_of(pg, "w")] == [
+        "k",
+        "v",
+        "_pgfs_record",
+        "_pgfs_fields",
+        "_pgfs_inexact",
+    ]
     assert constraints_of(pg, "w") == []
 
 

@@ -146,10 +146,10 @@ def test_import_and_read_back(store: Store, sample: SqliteFile, pg: psycopg.Conn
     assert [r.rowid for r in some] == [5, 6, 7, 299, 300, 301]
     report = store.inspect()
     tables = {t["name"]: t for t in report["tables"]}
-    assert tables["items"]["rows"] == 301 and tables["items"]["lossless_records"] == 1
+    assert tables["items"]["rows"] == 301 and tables["items"]["inexact_rows"] == 1
     assert tables["grown"]["short_records"] == 20
     assert tables["kv"]["without_rowid"] and tables["kv"]["rows"] == 40
-    assert report["lossless_records"] == 1
+    assert report["inexact_rows"] == 1
     assert report["header"]["page_size"] == 1024
     assert report["page_records"] == sample.page_count
     (commit,) = report["last_commits"]
@@ -549,7 +549,7 @@ def test_utf16_database(store: Store, tmp_path: Path):
     assert state.encoding is TextEncoding.UTF16BE
     expected = SqliteFile(path).records("t")
     assert store.row_payloads("t", expected) == expected
-    assert store.inspect()["lossless_records"] == 0
+    assert store.inspect()["inexact_rows"] == 0
 
 
 def test_import_of_a_big_database_streams(store: Store, tmp_path: Path):
@@ -568,7 +568,7 @@ def test_import_of_a_big_database_streams(store: Store, tmp_path: Path):
     elapsed = time.perf_counter() - started
     report = store.inspect()
     (docs,) = report["tables"]
-    assert docs["rows"] == 10_000 and docs["lossless_records"] == 0
+    assert docs["rows"] == 10_000 and docs["inexact_rows"] == 0
     assert elapsed < 30, elapsed
 
 

@@ -1,0 +1,449 @@
+"""Benchmark: a Jellyfin library of a given size through pgfs, beside native SQLite and
+PostgreSQL itself, in one run (issue "pgfs at the size of a real library").
+
+For each size (`--sizes 10,100,1000` MB) a Jellyfin 10.11 library is generated
+(tests/support/library.py, from ../shared/jellyfin/schema-10.11.sql), then:
+
+- `pgfs import` and `pgfs export` (MB/s, peak RSS);
+- on a fresh mount with an empty local page cache: the cold browse query (count +
+  one page of a genre filter ordered by SortName, as the home screen runs it) and a
+  cold full read of BaseItems; the browse query again, warm; the cold browse query
+  after a restart that keeps the local page cache;
+- a library scan (movies added one transaction each), single-row commits (playback
+  progress upserts), and the 6-hourly optimize task (wal_checkpoint(TRUNCATE),
+  PRAGMA optimize, VACUUM, wal_checkpoint(TRUNCATE));
+- the peak RSS of the mount process.
+
+The same steps run on a local copy of the file with SQLite (the OS page cache warm,
+as a running Jellyfin has it) and, where they are SQL, straight on PostgreSQL (the
+imported tables with SQLite's keys and indexes added, the same statements through
+psycopg). Prints one table per size with the ratios pgfs/sqlite and pgfs/pg.
+
+Run from the repository root: .venv/bin/python -m scripts.bench_scale --sizes 10,100
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import re
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from pgfs.fuse.mount import is_mounted
+from pgfs.store.cluster import EmbeddedCluster
+from tests.support.library import (
+    BROWSE_COUNT,
+    BROWSE_PAGE,
+    MOVIE,
+    Library,
+    add_movie,
+    build_library,
+    play,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+SCHEMA = ROOT.parent / "shared" / "jellyfin" / "schema-10.11.sql"
+CACHE = Path(tempfile.gettempdir()) / "pgfs-bench-libraries"
+SCAN_ITEMS = 300
+PLAYS = 300
+PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=1", "PRAGMA temp_store=2")
+
+
+@dataclass
+class Row:
+    step: str
+    pgfs: float
+    sqlite: float | None = None
+    postgres: float | None = None
+    unit: str = "s"
+    note: str = ""
+
+
+@dataclass
+class Report:
+    size_mb: float
+    file_mb: float = 0.0
+    rows: list[Row] = field(default_factory=list)
+    rss: dict[str, float] = field(default_factory=dict)
+
+    def add(self, row: Row) -> None:
+        self.rows.append(row)
+        print(f"  {row.step}: {_fmt(row.pgfs, row.unit)}", flush=True)
+
+    def print(self) -> None:
+        print(f"\n### {self.file_mb:.0f} MB library\n")
+        print("| step | pgfs | native SQLite | PostgreSQL | pgfs/sqlite | pgfs/pg |")
+        print("|---|---:|---:|---:|---:|---:|")
+        for row in self.rows:
+            print(
+                f"| {row.step} | {_fmt(row.pgfs, row.unit)} | {_fmt(row.sqlite, row.unit)} | "
+                f"{_fmt(row.postgres, row.unit)} | {_ratio(row.pgfs, row.sqlite, row.unit)} | "
+                f"{_ratio(row.pgfs, row.postgres, row.unit)} |"
+            )
+        print("\npeak RSS: " + ", ".join(f"{k} {v:.0f} MB" for k, v in self.rss.items()))
+
+
+def _fmt(value: float | None, unit: str) -> str:
+    if value is None:
+        return "—"
+    if unit == "s":
+        return f"{value * 1000:.0f} ms" if value < 10 else f"{value:.1f} s"
+    return f"{value:.1f} {unit}"
+
+
+def _ratio(mine: float, other: float | None, unit: str) -> str:
+    if other is None or not other or not mine:
+        return "—"
+    ratio = mine / other if unit in ("s", "ms") else other / mine  # >1: pgfs is slower
+    return f"{ratio:.2f}x"
+
+
+def timed(work: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    work()
+    return time.perf_counter() - started
+
+
+# ---------------------------------------------------------------- processes
+
+
+def run_measured(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
+    """(seconds, peak RSS in MB) of a command that must succeed."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        assert proc.stderr is not None
+        raise SystemExit(f"{' '.join(argv[:4])} failed: {proc.stderr.read().decode()[-2000:]}")
+    return seconds, usage.ru_maxrss / 1024
+
+
+class Mount:
+    def __init__(self, work: Path, dsn: str) -> None:
+        self.point = work / "mnt"
+        self.point.mkdir(exist_ok=True)
+        self.cache = work / "cache"
+        self.dsn = dsn
+        self.log = work / "mount.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.peak_rss = 0.0
+
+    @property
+    def db(self) -> Path:
+        return self.point / "jellyfin.db"
+
+    def start(self, *, empty_cache: bool) -> None:
+        if empty_cache:
+            shutil.rmtree(self.cache, ignore_errors=True)
+        argv = [sys.executable, "-m", "pgfs", "mount", str(self.point), "--foreground"]
+        argv += ["--dsn", self.dsn, "--cache-dir", str(self.cache)]
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(argv, stdout=out, stderr=out, cwd=ROOT)
+        while not is_mounted(self.point):
+            if self.proc.poll() is not None:
+                raise SystemExit(f"the mount failed: {self.log.read_text()[-3000:]}")
+            time.sleep(0.05)
+
+    def rss(self) -> float:
+        assert self.proc is not None
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        self.peak_rss = max(self.peak_rss, self.rss())
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(300)
+        self.proc = None
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, timeout=30)
+    for pragma in PRAGMAS:
+        conn.execute(pragma)
+    return conn
+
+
+def drop_kernel_cache(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+# ---------------------------------------------------------------- the steps
+
+
+@dataclass(frozen=True)
+class Browse:
+    user: str
+    genre: str
+    folder: str
+
+    def sqlite(self, conn: sqlite3.Connection) -> None:
+        conn.execute(BROWSE_COUNT, (MOVIE, self.genre, self.folder)).fetchone()
+        conn.execute(BROWSE_PAGE, (self.user, MOVIE, self.genre, self.folder, 200)).fetchall()
+
+    def postgres(self, conn: psycopg.Connection) -> None:
+        conn.execute(BROWSE_COUNT.replace("?", "%s"), (MOVIE, self.genre, self.folder)).fetchone()
+        conn.execute(
+            BROWSE_PAGE.replace("?", "%s"), (self.user, MOVIE, self.genre, self.folder, 200)
+        ).fetchall()
+
+
+def browse_of(path: Path) -> Browse:
+    conn = sqlite3.connect(path)
+    library = Library.load(conn)
+    conn.close()
+    return Browse(library.user_id, "drama", library.folder_id)
+
+
+def full_read(conn: sqlite3.Connection) -> None:
+    for _ in conn.execute('SELECT * FROM "BaseItems"'):
+        pass
+
+
+def scan(conn: sqlite3.Connection, items: int, seed: int) -> float:
+    rng = random.Random(seed)
+    library = Library.load(conn)
+    started = time.perf_counter()
+    for _ in range(items):
+        conn.execute("BEGIN")
+        add_movie(conn, rng, library)
+        conn.execute("COMMIT")
+    return time.perf_counter() - started
+
+
+def plays(conn: sqlite3.Connection, count: int, seed: int) -> float:
+    rng = random.Random(seed)
+    library = Library.load(conn)
+    items = [r[0] for r in conn.execute('SELECT "Id" FROM "BaseItems" LIMIT 500')]
+    started = time.perf_counter()
+    for n in range(count):
+        play(conn, rng, library, items[n % len(items)])
+    return (time.perf_counter() - started) / count
+
+
+def optimize(conn: sqlite3.Connection) -> None:
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.execute("PRAGMA optimize")
+    conn.execute("VACUUM")
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+class PgAdapter:
+    """SQLite's sqlite3 calls the steps make, sent straight to PostgreSQL."""
+
+    def __init__(self, conn: psycopg.Connection) -> None:
+        self.conn = conn
+
+    def execute(self, query: str, params: tuple = ()):
+        query = query.replace("?", "%s")
+        if query in ("BEGIN", "COMMIT"):
+            return self.conn.execute(query)
+        return self.conn.execute(query, params)
+
+
+def postgres_direct(cluster: EmbeddedCluster, source: str, target: str, file: Path) -> str:
+    """A database holding the imported tables plus SQLite's keys and indexes, for
+    the same statements straight on PostgreSQL."""
+    with psycopg.connect(cluster.admin_dsn(), autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(target), sql.Identifier(source)
+            )
+        )
+    dsn = cluster.dsn_for(target)
+    lite = sqlite3.connect(file)
+    tables = lite.execute("SELECT name, sql FROM sqlite_schema WHERE type='table'").fetchall()
+    indexes = lite.execute(
+        "SELECT sql FROM sqlite_schema WHERE type='index' AND sql IS NOT NULL"
+    ).fetchall()
+    lite.close()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("DROP SCHEMA pgfs CASCADE")
+        conn.execute(
+            sql.SQL("ALTER DATABASE {} SET search_path = jellyfin").format(sql.Identifier(target))
+        )
+        conn.execute("SET search_path = jellyfin")
+        for name, create in tables:
+            key = re.search(r"PRIMARY KEY \(([^)]*)\)", create or "")
+            inline = re.search(r'"(\w+)" TEXT NOT NULL CONSTRAINT "\w+" PRIMARY KEY', create or "")
+            columns = key.group(1) if key else (f'"{inline.group(1)}"' if inline else None)
+            if columns and not name.startswith("sqlite_"):
+                conn.execute(f'CREATE UNIQUE INDEX ON "{name}" ({columns})')
+            hidden = conn.execute(
+                "SELECT 1 FROM information_schema.columns WHERE table_schema = 'jellyfin'"
+                " AND table_name = %s AND column_name = '_rowid'",
+                (name,),
+            ).fetchone()
+            if hidden:
+                conn.execute(f'CREATE SEQUENCE "{name}_rowid_seq" START 100000000')
+                conn.execute(
+                    f'ALTER TABLE "{name}" ALTER COLUMN _rowid SET DEFAULT'
+                    f" nextval('\"{name}_rowid_seq\"')"
+                )
+        for (create,) in indexes:
+            create = re.sub(r"\[(\w+)\]", r'"\1"', create)  # SQLite also quotes with []
+            conn.execute(create.replace("CREATE INDEX", "CREATE INDEX IF NOT EXISTS", 1))
+        conn.execute("ANALYZE")
+    return dsn
+
+
+def measure(size_mb: float, cluster: EmbeddedCluster, work: Path) -> Report:
+    CACHE.mkdir(exist_ok=True)
+    library = CACHE / f"library-{size_mb:g}.db"
+    if not library.exists():
+        print(f"generating a {size_mb:g} MB library ...", flush=True)
+        build_library(library.with_suffix(".tmp"), SCHEMA, megabytes=size_mb)
+        library.with_suffix(".tmp").rename(library)
+    report = Report(size_mb, library.stat().st_size / 1e6)
+    print(f"{report.file_mb:.0f} MB library: {library}", flush=True)
+    native = work / "native.db"
+    shutil.copyfile(library, native)
+    name = f"scale_{int(size_mb)}"
+    with psycopg.connect(cluster.admin_dsn(), autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    dsn = cluster.dsn_for(name)
+    pgfs = [sys.executable, "-m", "pgfs"]
+
+    seconds, rss = run_measured([*pgfs, "import", str(library), "--dsn", dsn, "--no-progress"])
+    report.add(Row("`pgfs import`", report.file_mb / seconds, unit="MB/s"))
+    report.rss["import"] = rss
+    direct = postgres_direct(cluster, name, f"{name}_direct", library)
+    pg = psycopg.connect(direct, autocommit=True)
+    browse = browse_of(library)
+    lite = connect(native)
+    browse.sqlite(lite)  # warm, as a running Jellyfin's file is
+
+    mount = Mount(work, dsn)
+    mount.start(empty_cache=True)
+    conn = connect(mount.db)
+    cold = timed(lambda: browse.sqlite(conn))
+    conn.close()
+    report.add(
+        Row(
+            "cold browse query, fresh mount, empty local cache",
+            cold,
+            timed(lambda: browse.sqlite(lite)),
+            timed(lambda: browse.postgres(pg)),
+        )
+    )
+    mount.stop()
+    mount.start(empty_cache=True)
+    conn = connect(mount.db)
+    base_mb = (
+        lite.execute("SELECT sum(pgsize) FROM dbstat WHERE name = 'BaseItems'").fetchone()[0] / 1e6
+    )
+    read = timed(lambda: full_read(conn))
+    report.add(
+        Row(
+            "cold full read of BaseItems",
+            base_mb / read,
+            base_mb / timed(lambda: full_read(lite)),
+            base_mb / timed(lambda: pg.execute('SELECT * FROM "BaseItems"').fetchall()),
+            unit="MB/s",
+        )
+    )
+    report.add(
+        Row(
+            "warm browse query",
+            min(timed(lambda: browse.sqlite(conn)) for _ in range(3)),
+            min(timed(lambda: browse.sqlite(lite)) for _ in range(3)),
+            min(timed(lambda: browse.postgres(pg)) for _ in range(3)),
+        )
+    )
+    conn.close()
+    mount.stop()
+    mount.start(empty_cache=False)
+    drop_kernel_cache(mount.db)
+    conn = connect(mount.db)
+    report.add(
+        Row(
+            "cold browse query after a restart (local page cache kept)",
+            timed(lambda: browse.sqlite(conn)),
+            None,
+            None,
+        )
+    )
+    per = scan(conn, SCAN_ITEMS, 7) / SCAN_ITEMS
+    native_per = scan(lite, SCAN_ITEMS, 7) / SCAN_ITEMS
+    pg_per = scan(PgAdapter(pg), SCAN_ITEMS, 7) / SCAN_ITEMS  # type: ignore[arg-type]
+    report.add(
+        Row(
+            "library scan, one transaction per movie",
+            1 / per,
+            1 / native_per,
+            1 / pg_per,
+            unit="items/s",
+        )
+    )
+    report.add(
+        Row(
+            "single-row commit (playback upsert)",
+            plays(conn, PLAYS, 9),
+            plays(lite, PLAYS, 9),
+            plays(PgAdapter(pg), PLAYS, 9),
+        )
+    )  # type: ignore[arg-type]
+    report.add(
+        Row(
+            "optimize task (checkpoint, optimize, VACUUM, checkpoint)",
+            timed(lambda: optimize(conn)),
+            timed(lambda: optimize(lite)),
+            None,
+        )
+    )
+    integrity = conn.execute("PRAGMA integrity_check").fetchone()[0]
+    conn.close()
+    lite.close()
+    pg.close()
+    mount.stop()
+    report.rss["mount"] = mount.peak_rss
+    out = work / "exported.db"
+    seconds, rss = run_measured([*pgfs, "export", str(out), "--dsn", dsn, "--no-progress"])
+    report.add(Row("`pgfs export`", out.stat().st_size / 1e6 / seconds, unit="MB/s"))
+    report.rss["export"] = rss
+    report.rows.append(Row(f"integrity_check after the run: {integrity}", 0.0, unit=""))
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="10,100", help="library sizes in MB")
+    args = parser.parse_args()
+    if not SCHEMA.exists():
+        raise SystemExit(f"{SCHEMA} is absent: the Jellyfin schema is needed")
+    reports = []
+    with EmbeddedCluster.temporary() as cluster:
+        for size in args.sizes.split(","):
+            work = Path(tempfile.mkdtemp(prefix="pgfs-scale-"))
+            try:
+                reports.append(measure(float(size), cluster, work))
+            finally:
+                subprocess.run(["fusermount3", "-uz", str(work / "mnt")], capture_output=True)
+                shutil.rmtree(work, ignore_errors=True)
+    for report in reports:
+        report.print()
+
+
+if __name__ == "__main__":
+    main()
