@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 from pgfs.emulator.diff import DiffStats, diff_commit
 from pgfs.emulator.pagecache import CacheStamp, PageCache
 from pgfs.emulator.pagemap import PageMap
+from pgfs.emulator.readahead import CLIENT_BLOCK, ReadAhead
 from pgfs.emulator.render import Renderer
 from pgfs.sqlite.header import DatabaseHeader
 from pgfs.sqlite.schema import table_definitions
@@ -49,8 +50,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pgfs.emulator")
 
-MAX_READAHEAD = 256
-"""Most pages a sequential read renders ahead in one batch."""
 UNDO_LIMIT = 4096
 """Commits of more pages keep no undo images: if their outcome stays unknown and
 they landed, the mount reloads instead (logged)."""
@@ -114,8 +113,7 @@ class Database:
         self.last_diff: DiffStats | None = None
         self.last_ms = 0.0
         self.unresolved: _Unresolved | None = None
-        self._last_miss: int | None = None
-        self._window = 1
+        self._readahead = ReadAhead()
 
     @classmethod
     def open(
@@ -151,29 +149,51 @@ class Database:
         return self.state.page_size * self.state.page_count
 
     def read(self, pgno: int) -> bytes:
-        """The image of page `pgno`, rendered or cached.
-
-        Sequential misses grow a read-ahead window (up to MAX_READAHEAD pages,
-        rendered in one batch: neighbouring leaves in one row query); a random
-        miss renders just its page.
-        """
+        """The image of page `pgno`, rendered or cached (a miss renders a read-ahead
+        window when reads are sequential, see `readahead`)."""
         with self.lock:
             self._resolve_pending()
             cached = self.cache.get(pgno)
             if cached is not None:
                 return cached
-            if self._last_miss is not None and 0 < pgno - self._last_miss <= self._window:
-                self._window = min(self._window * 2, MAX_READAHEAD)
-            else:
-                self._window = 1
-            self._last_miss = pgno
-            last = min(pgno + self._window - 1, self.state.page_count)
-            return self.renderer.render(range(pgno, max(last, pgno) + 1))[pgno]
+            batch = self._readahead.plan(pgno, pgno, self.state.page_count)
+            return self.renderer.render(batch)[pgno]
 
     def read_many(self, pgnos: Iterable[int]) -> dict[int, bytes]:
         with self.lock:
             self._resolve_pending()
             return self.renderer.render(pgnos)
+
+    def cached_range(self, first: int, last: int) -> dict[int, bytes] | None:
+        """Pages [first, last] when every one is cached and nothing else holds the
+        database; None otherwise. Never blocks, so the event loop may call it and
+        spare a cached read the hop to a worker thread."""
+        if not self.lock.acquire(blocking=False):
+            return None
+        try:
+            if self.unresolved is not None:
+                return None
+            out = {}
+            for pgno in range(first, last + 1):
+                image = self.cache.get(pgno)
+                if image is None:
+                    return None
+                out[pgno] = image
+            return out
+        finally:
+            self.lock.release()
+
+    def read_range(self, first: int, last: int) -> dict[int, bytes]:
+        """Pages [first, last] as a client reads them: a miss renders its aligned
+        block, or a growing window when reads are sequential (see `readahead`)."""
+        with self.lock:
+            self._resolve_pending()
+            wanted = range(first, last + 1)
+            if any(pgno not in self.cache for pgno in wanted):
+                batch = self._readahead.plan(first, last, self.state.page_count, block=CLIENT_BLOCK)
+                found = self.renderer.render(batch)
+                return {pgno: found[pgno] for pgno in wanted}
+            return self.renderer.render(wanted)
 
     # ------------------------------------------------------------------ OldVersion
 

@@ -24,13 +24,7 @@ from dataclasses import dataclass
 
 from pgfs.emulator.pagecache import PageCache
 from pgfs.emulator.pagemap import PageMap
-from pgfs.sqlite.btree import (
-    BTreePage,
-    PageType,
-    encode_btree_page,
-    local_payload_size,
-    make_table_leaf_cell,
-)
+from pgfs.sqlite.btree import PageType, encode_table_leaf, local_payload_size
 from pgfs.sqlite.errors import CorruptPageError
 from pgfs.sqlite.header import HEADER_SIZE, lock_byte_page
 from pgfs.sqlite.overflow import encode_overflow_page
@@ -141,8 +135,8 @@ class Renderer:
                     made[pgno] = bytes(g.page_size)
                 else:
                     made[pgno] = self.raw_image(pgno, record.data)
-        for owner, recs in leaves.items():
-            self._render_leaves(owner, recs, made)
+        if leaves:
+            self._render_leaves(leaves, made)
         for owner, recs in overflow.items():
             self._render_overflow(owner, recs, made)
         for pgno, image in made.items():
@@ -160,40 +154,44 @@ class Renderer:
 
     # ------------------------------------------------------------------ table leaves
 
-    def _render_leaves(self, owner: str, recs: list[PageRecord], out: dict[int, bytes]) -> None:
-        ranged = sorted((r for r in recs if r.lo is not None), key=lambda r: r.lo or 0)
-        for rec in recs:
-            if rec.lo is None:
-                out[rec.pgno] = self._encode_leaf(rec.pgno, [], owner)
-        for start in range(0, len(ranged), MAX_RANGES_PER_QUERY):
-            chunk = ranged[start : start + MAX_RANGES_PER_QUERY]
-            ranges = [(r.lo or 0, r.hi if r.hi is not None else r.lo or 0) for r in chunk]
-            rows = self.store.leaf_rows(owner, _merge_ranges(ranges))
-            position = 0
-            for rec in chunk:
-                lo, hi = rec.lo or 0, rec.hi if rec.hi is not None else rec.lo or 0
-                while position < len(rows) and rows[position].rowid < lo:
-                    position += 1
-                first = position
-                while position < len(rows) and rows[position].rowid <= hi:
-                    position += 1
-                out[rec.pgno] = self._encode_leaf(rec.pgno, rows[first:position], owner)
+    def _render_leaves(self, leaves: dict[str, list[PageRecord]], out: dict[int, bytes]) -> None:
+        """Table leaves of any number of tables: the rows of up to MAX_RANGES_PER_QUERY
+        leaves per table in one `leaf_rows_of` call (one round trip)."""
+        pending: dict[str, list[PageRecord]] = {}
+        for owner, recs in leaves.items():
+            for rec in recs:
+                if rec.lo is None:
+                    out[rec.pgno] = self._encode_leaf(rec.pgno, [], owner)
+            pending[owner] = sorted((r for r in recs if r.lo is not None), key=lambda r: r.lo or 0)
+        while any(pending.values()):
+            chunks = {o: recs[:MAX_RANGES_PER_QUERY] for o, recs in pending.items() if recs}
+            pending = {o: recs[MAX_RANGES_PER_QUERY:] for o, recs in pending.items()}
+            found = self.store.leaf_rows_of(
+                {o: _merge_ranges([_leaf_range(r) for r in chunk]) for o, chunk in chunks.items()}
+            )
+            for owner, chunk in chunks.items():
+                self._split_rows(owner, chunk, found[owner], out)
+
+    def _split_rows(
+        self, owner: str, chunk: list[PageRecord], rows: list[LeafRow], out: dict[int, bytes]
+    ) -> None:
+        """Deal rows (rowid order) out to the leaves of `chunk` (sorted by range)."""
+        position = 0
+        for rec in chunk:
+            lo, hi = _leaf_range(rec)
+            while position < len(rows) and rows[position].rowid < lo:
+                position += 1
+            first = position
+            while position < len(rows) and rows[position].rowid <= hi:
+                position += 1
+            out[rec.pgno] = self._encode_leaf(rec.pgno, rows[first:position], owner)
 
     def _encode_leaf(self, pgno: int, rows: list[LeafRow], owner: str) -> bytes:
         g = self.geometry
-        cells = []
-        for row in rows:
-            try:
-                cells.append(
-                    make_table_leaf_cell(row.rowid, row.payload, g.usable_size, row.first_overflow)
-                )
-            except ValueError as exc:  # the chain table disagrees with the payload size
-                raise CorruptPageError(pgno, f"row {row.rowid} of {owner}: {exc}") from exc
-        page = BTreePage(pgno, PageType.TABLE_LEAF, cells, None, 0, 0, 0)
         prefix = bytes(g.header or b"") if pgno == 1 else b""
         try:
-            return encode_btree_page(page, g.page_size, g.usable_size, prefix)
-        except ValueError as exc:
+            return encode_table_leaf(rows, g.page_size, g.usable_size, prefix)
+        except ValueError as exc:  # the chain table disagrees with a payload, or no fit
             raise CorruptPageError(pgno, f"the rows of {owner} do not fit the page: {exc}") from exc
 
     # ------------------------------------------------------------------ overflow pages
@@ -289,6 +287,11 @@ def chain_pages(
             chain[seq],
             encode_overflow_page(following, view[start : start + step], geometry.page_size),
         )
+
+
+def _leaf_range(rec: PageRecord) -> tuple[int, int]:
+    lo = rec.lo or 0
+    return lo, rec.hi if rec.hi is not None else lo
 
 
 def _merge_ranges(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:

@@ -10,6 +10,7 @@ chain of freeblocks plus fragments of at most 3 bytes counted in the header.
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 from itertools import pairwise
@@ -397,6 +398,75 @@ def encode_btree_page(
         _U32.pack_into(out, hdr + 8, page.right_child)
     struct.pack_into(f">{len(pointers)}H", out, hdr + hsize, *pointers)
     return bytes(out)
+
+
+_ONE_BYTE_VARINTS = [bytes([v]) for v in range(0x80)]
+
+
+def _varint_bytes(value: int) -> bytes:
+    """encode_varint, with the one- and two-byte forms (payload sizes, most rowids)
+    made without a loop."""
+    if 0 <= value < 0x80:
+        return _ONE_BYTE_VARINTS[value]
+    if 0 <= value < 0x4000:
+        return bytes(((value >> 7) | 0x80, value & 0x7F))
+    return encode_varint(value)
+
+
+def encode_table_leaf(
+    rows: Sequence[tuple[int, bytes, int | None]],
+    page_size: int,
+    usable_size: int,
+    prefix: bytes = b"",
+) -> bytes:
+    """A table-leaf page holding (rowid, payload, first overflow page) rows in order.
+
+    The same bytes as `encode_btree_page` of `make_table_leaf_cell`s (cells packed
+    at the end of the page in order, no freeblocks, §1.6), made without building
+    cell objects: the renderer makes every leaf a cold read needs with this.
+    ValueError when a payload's overflow page disagrees with its size, or the rows
+    do not fit.
+    """
+    _check_usable(usable_size)
+    x = max_local(usable_size, PageType.TABLE_LEAF)
+    m = min_local(usable_size)
+    cells: list[bytes] = []
+    pointers: list[int] = []
+    top = usable_size
+    for rowid, payload, overflow in rows:
+        size = len(payload)
+        if size <= x:
+            if overflow is not None:
+                raise ValueError(f"a {size}-byte payload does not spill; overflow={overflow}")
+            cell = b"".join((_varint_bytes(size), _varint_bytes(rowid), payload))
+            if len(cell) < MIN_CELL_SIZE:
+                cell = cell.ljust(MIN_CELL_SIZE, b"\0")
+        else:
+            if overflow is None or overflow <= 0:
+                raise ValueError(f"a {size}-byte payload spills; overflow={overflow}")
+            k = m + (size - m) % (usable_size - 4)
+            local = k if k <= x else m
+            cell = b"".join(
+                (_varint_bytes(size), _varint_bytes(rowid), payload[:local], _U32.pack(overflow))
+            )
+        top -= len(cell)
+        cells.append(cell)
+        pointers.append(top)
+    count = len(pointers)
+    head = len(prefix) + 8 + 2 * count
+    if top < head:
+        raise ValueError(f"{count} cells do not fit on a {usable_size}-byte page")
+    cells.reverse()
+    return b"".join(
+        (
+            prefix,
+            struct.pack(">BHHHB", PageType.TABLE_LEAF, 0, count, top & 0xFFFF, 0),
+            struct.pack(f">{count}H", *pointers),
+            bytes(top - head),
+            *cells,
+            bytes(page_size - usable_size),
+        )
+    )
 
 
 def make_table_leaf_cell(

@@ -17,9 +17,9 @@ import dataclasses
 import socket
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from pgfs.sqlite.header import DatabaseHeader, TextEncoding
 from pgfs.sqlite.schema import SchemaEntry, TableDefinition
@@ -134,9 +134,9 @@ class CommitStats:
         return ", ".join(parts) if parts else "no row changes"
 
 
-@dataclass(frozen=True)
-class LeafRow:
-    """A row as a table leaf renders it: rowid, record payload, first overflow page."""
+class LeafRow(NamedTuple):
+    """A row as a table leaf renders it: rowid, record payload, first overflow page.
+    A named tuple: a cold read makes hundreds of thousands of them."""
 
     rowid: int
     payload: bytes
@@ -220,6 +220,12 @@ class Store(Protocol):
 
     def leaf_rows(self, table: str, ranges: list[tuple[int, int]]) -> list[LeafRow]:
         """The rows of `table` with rowid inside any of the inclusive ranges, rowid order."""
+        ...
+
+    def leaf_rows_of(
+        self, requests: Mapping[str, list[tuple[int, int]]]
+    ) -> dict[str, list[LeafRow]]:
+        """`leaf_rows` of several tables at once (one round trip where the backend can)."""
         ...
 
     def row_payloads(self, table: str, rowids: Iterable[int]) -> dict[int, bytes]:

@@ -63,6 +63,10 @@ class Backend(Protocol):
 
     def read_many(self, pgnos: Iterable[int]) -> dict[int, bytes]: ...
 
+    def read_range(self, first: int, last: int) -> dict[int, bytes]: ...
+
+    def cached_range(self, first: int, last: int) -> dict[int, bytes] | None: ...
+
     def commit(
         self, changed: Mapping[int, bytes], page_count: int, source: CommitSource
     ) -> CommitStats: ...
@@ -238,6 +242,10 @@ class DatabaseFile:
             missing = [r for r in base_ranges(segments) if r not in fetched]
             if not missing:
                 return assemble(segments, lambda start, stop: fetched[(start, stop)])
+            cached = self._cached_ranges(missing)
+            if cached is not None:
+                fetched.update(cached)
+                continue
             # While this thread runs a commit may add pre-images or the overlay may be
             # committed: the plan is made again from the state after it returns.
             fetched.update(await trio.to_thread.run_sync(self._base_ranges_sync, missing))
@@ -344,18 +352,45 @@ class DatabaseFile:
         zeros = bytes(self.database.page_size)
         return {p: bytes(found[p]) if p in found else zeros for p in pgnos}
 
-    def _base_bytes_sync(self, start: int, stop: int) -> bytes:
-        """Bytes [start, stop) of the file as the store renders it (zeros past its end)."""
+    def _cached_ranges(self, ranges: list[tuple[int, int]]) -> dict[tuple[int, int], bytes] | None:
+        """The ranges from the page cache alone (None unless all of it is there)."""
+        out = {}
+        for start, stop in ranges:
+            first, last = self._pages_of(start, stop)
+            if last > self.database.page_count:
+                return None
+            pages = self.database.cached_range(first, last)
+            if pages is None:
+                return None
+            out[(start, stop)] = self._slice(pages, start, stop)
+        return out
+
+    def _base_bytes_sync(self, start: int, stop: int, *, client: bool = False) -> bytes:
+        """Bytes [start, stop) of the file as the store renders it (zeros past its end).
+        A `client` read lets the database render ahead (see emulator/readahead.py)."""
+        first, last = self._pages_of(start, stop)
+        inside = min(last, self.database.page_count)
+        if client and first <= inside:
+            return self._slice(self.database.read_range(first, inside), start, stop)
+        return self._slice(self._read_pages_sync(list(range(first, last + 1))), start, stop)
+
+    def _pages_of(self, start: int, stop: int) -> tuple[int, int]:
+        """The first and last page numbers of bytes [start, stop)."""
         page_size = self.database.page_size
-        first = start // page_size + 1
-        last = (stop - 1) // page_size + 1
-        pages = self._read_pages_sync(list(range(first, last + 1)))
-        data = b"".join(pages[p] for p in range(first, last + 1))
+        return start // page_size + 1, (stop - 1) // page_size + 1
+
+    def _slice(self, pages: Mapping[int, bytes], start: int, stop: int) -> bytes:
+        """Bytes [start, stop) of the file from its pages (absent ones are zeros)."""
+        page_size = self.database.page_size
+        first, last = self._pages_of(start, stop)
+        zeros = bytes(page_size)
+        data = b"".join(pages.get(p, zeros) for p in range(first, last + 1))
         skip = start - (first - 1) * page_size
         return data[skip : skip + stop - start]
 
     def _base_ranges_sync(self, ranges: list[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
-        return {(a, b): self._base_bytes_sync(a, b) for a, b in ranges}
+        """What a client read needs from the store."""
+        return {(a, b): self._base_bytes_sync(a, b, client=True) for a, b in ranges}
 
     def _compose_sync(
         self, ranges: list[tuple[int, int]], layers: list[BlockMap]
@@ -573,6 +608,7 @@ class DatabaseFile:
             "wal_bytes": len(self.wal.data) if self.wal is not None else None,
             "journal_bytes": len(self.journal.data) if self.journal is not None else None,
             "buffered_in_memory": self.memory_bytes(),
+            "pages_rendered": self.database.pages_rendered,
             "lease": {
                 "held": lease.held,
                 "epoch": lease.epoch,

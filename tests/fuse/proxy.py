@@ -38,6 +38,9 @@ class _Pair:
     client: socket.socket
     server: socket.socket
     held: dict[socket.socket, list[bytes]] = field(default_factory=dict)
+    exchanges: int = 0
+    """Times the client spoke after the server did (or first): its round trips."""
+    client_spoke_last: bool = False
     mute_replies: bool = False
 
 
@@ -52,6 +55,7 @@ class FaultProxy:
         self._selector = selectors.DefaultSelector()
         self._selector.register(self._listener, selectors.EVENT_READ, None)
         self._pairs: dict[socket.socket, _Pair] = {}
+        self._every_pair: list[_Pair] = []
         self._lock = threading.Lock()
         self._armed: Cut | None = None
         self._partition_until = 0.0
@@ -75,6 +79,10 @@ class FaultProxy:
     @property
     def partitioned(self) -> bool:
         return time.monotonic() < self._partition_until
+
+    def round_trips(self) -> int:
+        """Round trips of every connection so far (closed ones included)."""
+        return sum(p.exchanges for p in list(self._every_pair))
 
     def close(self) -> None:
         self._running = False
@@ -109,6 +117,7 @@ class FaultProxy:
             return
         server = socket.create_connection(("127.0.0.1", self.target_port))
         pair = _Pair(client, server)
+        self._every_pair.append(pair)
         for sock in (client, server):
             sock.setblocking(True)
             self._pairs[sock] = pair
@@ -127,6 +136,9 @@ class FaultProxy:
             return
         from_client = sock is pair.client
         target = pair.server if from_client else pair.client
+        if from_client and not pair.client_spoke_last:
+            pair.exchanges += 1
+        pair.client_spoke_last = from_client
         if from_client:
             data = self._client_bytes(pair, data)
             if data is None:

@@ -20,6 +20,7 @@ from pgfs.sqlite.btree import (
     TableLeafCell,
     cell_size,
     encode_btree_page,
+    encode_table_leaf,
     header_offset,
     local_payload_size,
     make_table_leaf_cell,
@@ -171,7 +172,10 @@ def test_rebuilt_table_leaf_from_rows_passes_integrity_check(real_db, tmp_path) 
         ]
         assert cells == page.cells
         leaf = BTreePage(page.pgno, PageType.TABLE_LEAF, cells, None)
-        data[(page.pgno - 1) * size : page.pgno * size] = encode_btree_page(leaf, size, usable)
+        image = encode_btree_page(leaf, size, usable)
+        rows = [(c.rowid, payloads[page.pgno, c.rowid], c.overflow) for c in page.cells]
+        assert encode_table_leaf(rows, size, usable) == image
+        data[(page.pgno - 1) * size : page.pgno * size] = image
         done += 1
     copy.write_bytes(bytes(data))
     con = sqlite3.connect(copy)
@@ -265,6 +269,41 @@ def test_make_table_leaf_cell() -> None:
         make_table_leaf_cell(8, b"z" * 10000, 4096, None)
     with pytest.raises(ValueError):
         make_table_leaf_cell(8, b"z", 4096, 5)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(-(2**63), 2**63 - 1), st.binary(max_size=3000)),
+        max_size=12,
+        unique_by=lambda r: r[0],
+    ),
+    st.sampled_from([(512, 512), (1024, 1000), (4096, 4096), (65536, 65536)]),
+)
+def test_encode_table_leaf_equals_the_general_encoder(rows, geometry) -> None:
+    """The renderer's fast leaf encoder writes exactly what encode_btree_page writes."""
+    size, usable = geometry
+    rows = [
+        (
+            rowid,
+            payload,
+            7
+            if local_payload_size(len(payload), usable, PageType.TABLE_LEAF) < len(payload)
+            else None,
+        )
+        for rowid, payload in sorted(rows)
+    ]
+    cells = [make_table_leaf_cell(r, p, usable, o) for r, p, o in rows]
+    try:
+        expected = encode_btree_page(BTreePage(3, PageType.TABLE_LEAF, cells, None), size, usable)
+    except ValueError:
+        with pytest.raises(ValueError):
+            encode_table_leaf(rows, size, usable)
+        return
+    assert encode_table_leaf(rows, size, usable) == expected
+    prefix = bytes(range(100))
+    first = encode_btree_page(BTreePage(1, PageType.TABLE_LEAF, cells, None), size, usable, prefix)
+    assert encode_table_leaf(rows, size, usable, prefix) == first
 
 
 def test_tiny_cells_take_four_bytes() -> None:

@@ -77,7 +77,7 @@ WORDS = [
     "winter",
     "summer",
 ]
-BYTES_PER_MOVIE = 9_300
+BYTES_PER_MOVIE = 7_750
 """About what one movie adds to the database (measured on the 10.11 schema)."""
 
 BROWSE_COUNT = (

@@ -69,20 +69,40 @@ def _typed_columns(layout: TableLayout, alias: str = "t") -> sql.Composed:
 def leaf_rows(
     conn: psycopg.Connection,
     catalog: Catalog,
-    layout: TableLayout,
-    ranges: list[tuple[int, int]],
+    requests: list[tuple[TableLayout, list[tuple[int, int]]]],
     encoding: TextEncoding,
     schema_format: int,
-) -> list[LeafRow]:
-    """Rows with rowid in any of the inclusive `ranges` (which must not overlap).
+) -> dict[str, list[LeafRow]]:
+    """For each (table, ranges): its rows with rowid in any of the inclusive `ranges`
+    (which must not overlap), in rowid order. The queries of all tables go in one
+    pipeline: one round trip, whatever the number of tables.
 
     Only the kept records travel (rendering copies them); rows stored without one
     (format 2) are completed from their typed columns by a second query.
     """
-    if not ranges:
-        return []
+    wanted = [(layout, ranges) for layout, ranges in requests if ranges]
+    cursors = []
+    with conn.pipeline():
+        for layout, ranges in wanted:
+            cur = conn.cursor(binary=True)
+            cur.execute(_leaf_rows_query(catalog, layout), _leaf_rows_params(layout, ranges))
+            cursors.append(cur)
+    out: dict[str, list[LeafRow]] = {}
+    for (layout, _), cur in zip(wanted, cursors, strict=True):
+        with cur:
+            found = cur.fetchall()
+        legacy = [row[0] for row in found if row[1] is None]
+        typed = _typed_payloads(conn, catalog, layout, legacy, encoding, schema_format)
+        out[layout.name] = [
+            LeafRow(rowid, bytes(record) if record is not None else typed[rowid], first)
+            for rowid, record, first in found
+        ]
+    return out
+
+
+def _leaf_rows_query(catalog: Catalog, layout: TableLayout) -> sql.Composed:
     rowid = sql.Identifier("t", layout.rowid_column or "")
-    query = sql.SQL(
+    return sql.SQL(
         "SELECT {}, t.{}, c.pages[1] FROM {} AS t"
         " JOIN unnest(%(lo)s::bigint[], %(hi)s::bigint[]) AS r(lo, hi) ON {} BETWEEN r.lo AND r.hi"
         " LEFT JOIN {} AS c ON c.owner = %(owner)s AND c.rowid = {}"
@@ -96,20 +116,14 @@ def leaf_rows(
         rowid,
         rowid,
     )
-    params = {
+
+
+def _leaf_rows_params(layout: TableLayout, ranges: list[tuple[int, int]]) -> dict[str, object]:
+    return {
         "lo": [lo for lo, _ in ranges],
         "hi": [hi for _, hi in ranges],
         "owner": layout.name,
     }
-    with conn.cursor(binary=True) as cur:
-        cur.execute(query, params)
-        found = cur.fetchall()
-    legacy = [row[0] for row in found if row[1] is None]
-    typed = _typed_payloads(conn, catalog, layout, legacy, encoding, schema_format)
-    return [
-        LeafRow(rowid, bytes(record) if record is not None else typed[rowid], first)
-        for rowid, record, first in found
-    ]
 
 
 def row_payloads(

@@ -20,7 +20,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 
 import psycopg
 from psycopg import sql
@@ -218,14 +218,20 @@ class PostgresStore:
         )
 
     def leaf_rows(self, table: str, ranges: list[tuple[int, int]]) -> list[LeafRow]:
+        return self.leaf_rows_of({table: ranges})[table]
+
+    def leaf_rows_of(
+        self, requests: Mapping[str, list[tuple[int, int]]]
+    ) -> dict[str, list[LeafRow]]:
         state = self._current()
-        layout = reads.rowid_layout(state.tables, table)
-        return self._read(
-            f"reading rows of {table!r}",
+        wanted = [(reads.rowid_layout(state.tables, t), r) for t, r in requests.items()]
+        found = self._read(
+            f"reading rows of {', '.join(repr(t) for t in requests)}",
             lambda conn: reads.leaf_rows(
-                conn, self.catalog, layout, ranges, state.encoding, state.schema_format
+                conn, self.catalog, wanted, state.encoding, state.schema_format
             ),
         )
+        return {table: found.get(table, []) for table in requests}
 
     def row_payloads(self, table: str, rowids: Iterable[int]) -> dict[int, bytes]:
         wanted = list(rowids)
