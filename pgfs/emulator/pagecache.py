@@ -27,7 +27,7 @@ from pathlib import Path
 
 log = logging.getLogger("pgfs.emulator")
 
-MEMORY_BYTES = 32 * 1024 * 1024
+MEMORY_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)

@@ -19,11 +19,15 @@ RawSink = Callable[[int, bytes], None]
 """Takes the bytes of a raw page that came with its record."""
 
 _ABSENT = object()
+FETCH_CHUNK = 1024
+"""Most records fetched at once: raw records carry their page's bytes, so a commit
+that changes every page (a VACUUM) must not hold them all at the same time."""
 
 
 class PageMap:
     """pgno -> PageRecord (without bytes), or None for a page number the store has no
-    record of (a hole: it renders as zeros)."""
+    record of (a hole: it renders as zeros). With a raw sink, a raw page's bytes go
+    to the sink (the page cache) as they arrive and records come back without them."""
 
     def __init__(self, fetch: Fetch, on_raw: RawSink | None = None) -> None:
         self._fetch = fetch
@@ -40,20 +44,23 @@ class PageMap:
                 missing.append(pgno)
             else:
                 out[pgno] = None if known is _ABSENT else known  # type: ignore[assignment]
-        if missing:
-            found = self._fetch(missing)
-            self.fetched += len(missing)
-            for pgno in missing:
+        for start in range(0, len(missing), FETCH_CHUNK):
+            chunk = missing[start : start + FETCH_CHUNK]
+            found = self._fetch(chunk)
+            self.fetched += len(chunk)
+            for pgno in chunk:
                 record = found.get(pgno)
                 if record is None:
                     self._known[pgno] = _ABSENT
                     out[pgno] = None
                     continue
-                if record.data is not None and self._on_raw is not None:
-                    self._on_raw(pgno, bytes(record.data))
                 slim = record.without_data()
                 self._known[pgno] = slim
-                out[pgno] = record
+                if record.data and self._on_raw is not None:
+                    self._on_raw(pgno, bytes(record.data))
+                    out[pgno] = slim  # the bytes went to the sink: not held twice
+                else:
+                    out[pgno] = record
         return out
 
     def record(self, pgno: int) -> PageRecord | None:

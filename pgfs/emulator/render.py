@@ -114,8 +114,12 @@ class Renderer:
                 made[pgno] = bytes(g.page_size)
             elif record.data:
                 made[pgno] = self.raw_image(pgno, record.data)
-            elif record.data is not None:
-                raw.append(pgno)  # raw, its bytes not at hand
+            elif record.data is not None:  # raw: its bytes went to the cache, or read again
+                cached = self.cache.get(pgno)
+                if cached is not None:
+                    made[pgno] = cached
+                else:
+                    raw.append(pgno)
             elif record.kind == PageKind.TABLE_LEAF and record.owner in self.tables:
                 leaves[record.owner].append(record)
             elif record.kind == PageKind.OVERFLOW and record.owner in self.tables:

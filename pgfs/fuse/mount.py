@@ -13,6 +13,7 @@ pyfuse3 keeps one session per process, so one process serves one mount
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import pwd
@@ -236,6 +237,25 @@ def is_mounted(mountpoint: Path | str) -> bool:
     return mounted_filesystems().get(path, "").startswith("fuse")
 
 
+M_ARENA_MAX = -8
+"""mallopt's parameter number for the most malloc arenas (glibc malloc.h)."""
+
+
+def limit_malloc_arenas(count: int = 2) -> None:
+    """Let glibc keep at most `count` malloc arenas.
+
+    glibc gives each thread that allocates its own arena (up to 8 per core). The
+    mount renders and commits page images on trio's worker threads, each freeing
+    what another one allocated: the process then holds on to memory no arena
+    reuses, and a VACUUM of 100 MB peaked 70 MB higher. The same as starting the
+    process with MALLOC_ARENA_MAX=2; nothing happens off glibc.
+    """
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(M_ARENA_MAX, count)
+    except (OSError, AttributeError):
+        log.debug("not glibc: malloc arenas left as they are")
+
+
 def run_mount(
     config: MountConfig,
     databases: Mapping[str, Backend],
@@ -247,4 +267,5 @@ def run_mount(
 
     `handle_signals` installs SIGTERM/SIGINT/SIGHUP handlers (main thread only).
     """
+    limit_malloc_arenas()
     MountSession(config, databases).run(handle_signals=handle_signals, on_ready=on_ready)

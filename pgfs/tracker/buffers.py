@@ -16,7 +16,7 @@ import os
 import tempfile
 from collections.abc import Iterable, Iterator
 
-SPILL_BYTES = 16 * 1024 * 1024
+SPILL_BYTES = 4 * 1024 * 1024
 """A buffer moves to a local file once it holds more than this."""
 
 

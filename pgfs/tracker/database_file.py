@@ -52,6 +52,11 @@ per page, so it is skipped for bigger commits. A commit with any changed page se
 every page SQLite wrote, unchanged or not."""
 
 
+PREIMAGE_CHUNK = 1024
+"""Pre-images fetched at once before a WAL commit: a VACUUM changes every page, and
+its pre-images go to a spilling store a chunk at a time (memory stays bounded)."""
+
+
 class Backend(Protocol):
     """What the tracker needs of a database: `pgfs.emulator.database.Database`."""
 
@@ -508,8 +513,9 @@ class DatabaseFile:
         self.commits_in_flight += 1
         started = time.monotonic()
         try:
-            if need:
-                images = await trio.to_thread.run_sync(self._base_pages_sync, need, page_size)
+            for start in range(0, len(need), PREIMAGE_CHUNK):
+                chunk = need[start : start + PREIMAGE_CHUNK]
+                images = await trio.to_thread.run_sync(self._base_pages_sync, chunk, page_size)
                 self.wal_tracker.keep_preimages(images, page_size)
             stats = await trio.to_thread.run_sync(self._wal_commit_sync, transaction)
         except Exception as exc:
