@@ -315,3 +315,17 @@ def test_setup_names_missing_packages_instead_of_installing_them(demo_user: User
     assert "setup: missing Debian packages: fuse3\n" in done.stdout
     assert "install them as root (apt-get install fuse3)" in done.stdout
     assert not (clone / ".venv").exists()
+
+
+@pytest.mark.slow
+def test_the_test_command_as_a_user_in_their_own_home(demo_user: User) -> None:
+    """The README's second command, as the same user: it sets up its own venv and passes
+    (a slice of the suite that starts its own PostgreSQL as that user)."""
+    clone = git_clone(demo_user.home / "pgfs", owner=demo_user)
+    copy_pip_cache(demo_user)
+    argv = ["./scripts/test.sh", "-q", "-p", "no:cacheprovider", "tests/sqlite/test_varint.py"]
+    argv += ["tests/store/postgres/test_store.py"]
+    done = run(as_user(demo_user, argv), clone, user_env(demo_user))
+    assert done.returncode == 0, done.stdout[-5000:]
+    assert re.search(r"\d+ passed", done.stdout), done.stdout[-2000:]
+    assert live_processes(lambda info: info.st_uid == demo_user.uid) == []
