@@ -7,7 +7,6 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from dbgen import build_all_types, build_jellyfin
 from invariants import (
     all_rows,
     assert_export_matches,
@@ -19,6 +18,7 @@ from invariants import (
 
 from pgfs.emulator.exporter import export_file, verify
 from pgfs.emulator.importer import import_file
+from tests.support.dbgen import build_all_types, build_jellyfin
 
 
 def roundtrip(store, source: Path, folder: Path) -> Path:

@@ -7,7 +7,11 @@
   freelist after deletes; any page size, auto-vacuum mode and text encoding.
 - `build_jellyfin` / `fill_jellyfin`: a Jellyfin schema (../shared/jellyfin)
   filled with Jellyfin-like rows: upper-case GUID keys, `yyyy-MM-dd
-  HH:mm:ss.FFFFFFF` dates, pipe-joined lists, large JSON `BaseItems.Data`.
+  HH:mm:ss.FFFFFFF` dates, pipe-joined lists, large JSON `BaseItems.Data`
+  (the values drawn the way `library.py` draws them).
+
+`library.py` builds the Jellyfin library the benchmarks and the scale tests
+use; this module the databases that cover the file format's corners.
 """
 
 from __future__ import annotations
@@ -15,9 +19,9 @@ from __future__ import annotations
 import json
 import random
 import sqlite3
-import uuid
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+from tests.support.library import GENRES, WORDS, guid, jellyfin_date, words
 
 INTS = [0, 1, -1, 127, 128, -129, 32767, 32768, 2**23, 2**31 - 1, 2**31, 2**47, 2**63 - 1, -(2**63)]
 ODD_TABLE = '"odd ""quoted"" name"'
@@ -170,53 +174,6 @@ ITEM_TYPES = [
     "MediaBrowser.Controller.Entities.Audio.Audio",
     "MediaBrowser.Controller.Entities.Folder",
 ]
-WORDS = [
-    "the",
-    "of",
-    "and",
-    "night",
-    "day",
-    "star",
-    "river",
-    "house",
-    "dark",
-    "light",
-    "city",
-    "lost",
-    "found",
-    "king",
-    "queen",
-    "war",
-    "peace",
-    "love",
-    "story",
-    "return",
-    "last",
-    "first",
-    "secret",
-    "garden",
-    "ocean",
-    "storm",
-    "fire",
-    "ice",
-    "winter",
-    "summer",
-    "road",
-]
-GENRES = ["Action", "Drama", "Comedy", "Thriller", "Documentary", "Animation", "Sci-Fi"]
-
-
-def guid(rng: random.Random) -> str:
-    return str(uuid.UUID(int=rng.getrandbits(128))).upper()
-
-
-def jellyfin_date(rng: random.Random) -> str:
-    moment = datetime(2015, 1, 1, tzinfo=UTC) + timedelta(seconds=rng.randrange(300_000_000))
-    return moment.strftime("%Y-%m-%d %H:%M:%S.") + f"{rng.randrange(10**7):07d}"
-
-
-def words(rng: random.Random, n: int) -> str:
-    return " ".join(rng.choice(WORDS) for _ in range(n))
 
 
 def item_json(rng: random.Random, item_id: str, size: int) -> str:
