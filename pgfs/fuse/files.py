@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import pyfuse3
 
 from pgfs.fuse.passthrough import Passthrough
-from pgfs.tracker.database_file import DatabaseFile, SideFile
+from pgfs.tracker import DatabaseFile, SideFile
 
 BLOCK_SIZE = 4096
 

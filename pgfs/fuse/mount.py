@@ -32,7 +32,7 @@ import trio
 
 from pgfs.fuse.operations import PgfsOperations
 from pgfs.fuse.options import MountOptions
-from pgfs.tracker.database_file import Backend, DatabaseFile
+from pgfs.tracker import Backend, DatabaseFile
 
 log = logging.getLogger("pgfs.fuse")
 

@@ -59,7 +59,7 @@ from pgfs.fuse.files import (
     VirtualFile,
 )
 from pgfs.fuse.passthrough import Passthrough
-from pgfs.tracker.database_file import DatabaseFile, Role, TrackerError
+from pgfs.tracker import DatabaseFile, Role, TrackerError
 
 log = logging.getLogger("pgfs.fuse")
 

@@ -1,9 +1,9 @@
 """Commit detection for rollback journals and WAL, one state machine per database file."""
 
-from pgfs.tracker.database_file import (
+from pgfs.tracker.database_file import DatabaseFile
+from pgfs.tracker.interface import (
     Backend,
     CommitFailedError,
-    DatabaseFile,
     NoJournalError,
     ReadOnlyError,
     Role,
