@@ -34,15 +34,8 @@ from pgfs.sqlite.header import DatabaseHeader
 from pgfs.store.changeset import CommitSource
 from pgfs.store.interface import CommitStats
 from pgfs.tracker.blocks import BlockMap, assemble, base_ranges, plan_read
-from pgfs.tracker.interface import (
-    Backend,
-    CommitFailedError,
-    NoJournalError,
-    ReadOnlyError,
-    Role,
-    SideFile,
-    TrackerError,
-)
+from pgfs.tracker.errors import CommitFailedError, NoJournalError, ReadOnlyError, TrackerError
+from pgfs.tracker.interface import Backend, Role, SideFile
 from pgfs.tracker.journal import JournalEnd, JournalTracker, OverlayPages
 from pgfs.tracker.stats import CommitRecord, TrackerStats
 from pgfs.tracker.wal import WalTracker

@@ -1,11 +1,9 @@
 """What the tracker needs and what it offers: the `Backend` it commits to (the
-emulator's `Database`, or an in-memory fake in tests), the side files of a
-database, and the errors a file operation raises (each with the errno the
-caller sees)."""
+emulator's `Database`, or an in-memory fake in tests) and the side files of a
+database (the errors a file operation raises are in errors.py)."""
 
 from __future__ import annotations
 
-import errno
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
@@ -57,24 +55,6 @@ class Role(Enum):
     JOURNAL = "-journal"
     WAL = "-wal"
     SHM = "-shm"
-
-
-class TrackerError(Exception):
-    """A file operation pgfs refuses or could not complete; `errno` is what the caller sees."""
-
-    errno = errno.EIO
-
-
-class CommitFailedError(TrackerError):
-    """The backend's commit raised: the commit is not in the store and not visible to SQLite."""
-
-
-class NoJournalError(TrackerError):
-    """A database-file write with neither a rollback journal nor a WAL (journal_mode OFF/MEMORY)."""
-
-
-class ReadOnlyError(TrackerError):
-    errno = errno.EROFS
 
 
 @dataclass

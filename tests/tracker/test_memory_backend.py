@@ -55,12 +55,7 @@ def test_each_commit_reaches_the_backend_once(
     memory, tmp_path: Path, mode: str, pragmas: list[str], source: CommitSource
 ) -> None:
     backend, dbfile, vfs = memory
-    conn = vfs.connect()
-    for pragma in pragmas:
-        conn.execute(pragma)
-    assert conn.execute(f"PRAGMA journal_mode={mode}").fetchone()[0] == mode
-    conn.execute("PRAGMA cache_size=5")
-    conn.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+    conn = vfs.connect_in_mode(mode, pragmas)
     for step in range(3):
         before = len(backend.commits)
         with conn:

@@ -5,24 +5,12 @@ write completes a commit, which pre-images to keep)."""
 from __future__ import annotations
 
 from pgfs.sqlite.journal import JournalHeader
-from pgfs.sqlite.wal import (
-    WAL_MAGIC_LE,
-    WAL_VERSION,
-    WalFrameHeader,
-    WalHeader,
-    frame_checksum,
-    frame_offset,
-)
+from pgfs.sqlite.wal import frame_offset
 from pgfs.tracker.buffers import SpillBuffer
 from pgfs.tracker.journal import JournalEnd, JournalTracker, OverlayPages
 from pgfs.tracker.wal import WalTracker
 
-PAGE = 1024
-
-
-def page(tag: int) -> bytes:
-    return bytes([tag % 256]) * PAGE
-
+from .walbytes import PAGE, page, wal_frame, wal_header
 
 # ---------------------------------------------------------------- rollback journal
 
@@ -130,17 +118,14 @@ class WalWriter:
         return transaction, undo
 
     def header(self) -> None:
-        header = WalHeader(WAL_MAGIC_LE, WAL_VERSION, PAGE, 0, *self.salts, 0, 0).with_checksum()
-        self.last = (header.checksum1, header.checksum2)
-        self.write(0, header.to_bytes())
+        data, self.last = wal_header(self.salts)
+        self.write(0, data)
 
     def frame(self, index: int, pgno: int, data: bytes, commit: int = 0):
-        head = WalFrameHeader(pgno, commit, *self.salts, 0, 0)
-        self.last = frame_checksum(head, data, *self.last, False)
-        head = WalFrameHeader(pgno, commit, *self.salts, *self.last)
+        frame, self.last = wal_frame(pgno, data, commit, self.salts, self.last)
         start = frame_offset(index, PAGE)
-        self.write(start, head.to_bytes())
-        return self.write(start + 24, data)
+        self.write(start, frame[:24])
+        return self.write(start + 24, frame[24:])
 
 
 def wal_tracker() -> tuple[WalTracker, WalWriter]:
