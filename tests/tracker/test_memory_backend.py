@@ -12,8 +12,8 @@ import pytest
 
 from pgfs.store.changeset import CommitSource
 from pgfs.tracker.database_file import DatabaseFile
+from tests.support.memory_backend import MemoryBackend
 
-from .memory_backend import MemoryBackend
 from .vfs import TrackerVFS, TrioThread
 
 MODES = [
