@@ -30,6 +30,12 @@ class MemoryBackend:
         self.pages_rendered += len(wanted)
         return {p: self.pages.get(p, bytes(self.page_size)) for p in wanted}
 
+    def read_range(self, first: int, last: int) -> dict[int, bytes]:
+        return self.read_many(range(first, last + 1))
+
+    def cached_range(self, first: int, last: int) -> dict[int, bytes] | None:
+        return None  # nothing is cached: every read takes the worker-thread path
+
     def commit(
         self, changed: Mapping[int, bytes], page_count: int, source: CommitSource
     ) -> CommitStats:
