@@ -2,7 +2,7 @@
 """Benchmark `pgfs import` and `pgfs export` against an embedded PostgreSQL.
 
 Generates Jellyfin-like databases (the 10.11 schema from ../shared/jellyfin,
-rows as in tests/emulator/dbgen.py: GUID keys, Jellyfin dates, large JSON
+rows as in tests/support/dbgen.py: GUID keys, Jellyfin dates, large JSON
 `BaseItems.Data`) of about 25 MB and 100 MB, then for each size, in a fresh
 child process (so that peak RSS is that run's own):
 
@@ -32,7 +32,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests" / "emulator"))
 
 SCHEMA = ROOT.parent / "shared" / "jellyfin" / "schema-10.11.sql"
 MB = 1_000_000
@@ -40,7 +39,7 @@ ITEMS_PER_MB = 55  # ~18 MB per 1000 items with dbgen's defaults
 
 
 def generate(path: Path, megabytes: int) -> None:
-    from dbgen import build_jellyfin
+    from tests.support.dbgen import build_jellyfin
 
     if path.exists():
         return

@@ -33,14 +33,13 @@ from pathlib import Path
 import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-
-from differential.fuzz import Finding, Fuzzer, Tally  # noqa: E402
-from differential.mount import FreshDatabases, fuse_unavailable_reason  # noqa: E402
-from differential.program import ClientKind, JournalMode, Program  # noqa: E402
-from differential.runner import CheckPlan  # noqa: E402
+sys.path.insert(0, str(ROOT))
 
 from pgfs.store.cluster import EmbeddedCluster  # noqa: E402
+from tests.differential.fuzz import Finding, Fuzzer, Tally  # noqa: E402
+from tests.differential.mount import FreshDatabases, fuse_unavailable_reason  # noqa: E402
+from tests.differential.program import ClientKind, JournalMode, Program  # noqa: E402
+from tests.differential.runner import CheckPlan  # noqa: E402
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

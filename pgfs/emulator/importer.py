@@ -23,20 +23,20 @@ import sqlite3
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm import tqdm
 
 from pgfs.emulator.diff import SchemaObject, schema_objects
+from pgfs.emulator.parts import ChangesetParts, add_mirror_rows, add_table_page
 from pgfs.emulator.source import FilePageSource
 from pgfs.emulator.walk import (
     SCHEMA_OWNER,
     TableRow,
     WalkedPage,
     iter_tree,
-    leaf_record,
-    overflow_records,
     read_schema,
     walk_index_tree,
     walk_table,
@@ -53,15 +53,12 @@ from pgfs.store.changeset import (
     PageKind,
     PageRecord,
     SchemaChange,
-    TableRows,
 )
 from pgfs.store.errors import StoreNotEmptyError
 from pgfs.store.interface import CommitStats, LeaseHolder, Store
 
 log = logging.getLogger("pgfs.emulator")
 
-PART_BYTES = 4 * 1024 * 1024
-"""An import part is sent once its rows and raw pages reach this many bytes."""
 RECORD_OVERHEAD = 160  # Python objects per row or page record, roughly
 MAX_REPORTED_PROBLEMS = 20
 
@@ -233,8 +230,12 @@ class _Importer:
         self.visited = bytearray(self.page_count + 1)
         self.visited[1] = 1
         self.report = ImportReport(str(src.path), self.page_count, src.page_size)
-        self.part = self._new_part(first=True)
-        self.part_bytes = 0
+        self.out = ChangesetParts(
+            self._new_part(first=True),
+            self._new_part,
+            record_overhead=RECORD_OVERHEAD,
+            on_page=self._page_added,
+        )
         self._raw_chain: dict[int, bytes] = {}
 
     def _new_part(self, *, first: bool = False) -> Changeset:
@@ -262,27 +263,15 @@ class _Importer:
 
     # -- parts ---------------------------------------------------------------------------
 
-    def add_page(self, record: PageRecord) -> None:
-        self.part.pages.append(record)
-        self.part_bytes += RECORD_OVERHEAD + (len(record.data) if record.data else 0)
+    def _page_added(self, record: PageRecord) -> None:
         if self.bar is not None:
             self.bar.update(self.src.page_size)
 
-    def rows_of(self, name: str) -> TableRows:
-        rows = self.part.rows.get(name)
-        if rows is None:
-            rows = self.part.rows[name] = TableRows(name, replace_all=True)
-        return rows
+    def add_page(self, record: PageRecord) -> None:
+        self.out.add_page(record)
 
     def take_if_full(self) -> Changeset | None:
-        if self.part_bytes < PART_BYTES:
-            return None
-        return self.take()
-
-    def take(self) -> Changeset:
-        part, self.part, self.part_bytes = self.part, self._new_part(), 0
-        self.report.parts += 1
-        return part
+        return self.out.take_if_full()
 
     # -- walking -------------------------------------------------------------------------
 
@@ -300,7 +289,9 @@ class _Importer:
         yield from self._freelist()
         yield from self._pointer_maps()
         yield from self._leftovers()
-        yield self.take()
+        last = self.out.take()
+        self.report.parts = self.out.taken
+        yield last
 
     def _walk(self, root: int, *, table: bool, rendered: bool, mirror: bool = False):
         if rendered:
@@ -332,45 +323,38 @@ class _Importer:
     def _walk_rendered(self, obj: SchemaObject):
         name = obj.name
         for page in self._walk(obj.rootpage, table=True, rendered=True):
-            if page.image is not None:
-                self.add_page(PageRecord(page.pgno, page.kind, name, data=page.image))
-            else:
-                self._add_leaf(name, page)
+            self._add_table_page(name, page)
             part = self.take_if_full()
             if part is not None:
                 yield part
 
-    def _add_leaf(self, name: str, page: WalkedPage) -> None:
-        rows = self.rows_of(name)
-        kept: list[TableRow] = []
-        encoding = self.header.text_encoding
-        for row in page.rows:
-            if self.force:
-                try:
-                    decode_record(row.payload, encoding)
-                except FormatError:
-                    self.report.dropped_rows.setdefault(name, []).append(row.rowid)
-                    for pgno in row.chain:
-                        self.add_page(PageRecord(pgno, PageKind.FREE, None))
-                    continue
-            kept.append(row)
-            rows.inserted[row.rowid] = row.payload
-            self.part_bytes += len(row.payload) + RECORD_OVERHEAD
-            if row.chain:
-                self.part.chains[(name, row.rowid)] = row.chain
-                for record in overflow_records(name, row.rowid, row.chain):
-                    self.add_page(record)
+    def _add_table_page(self, name: str, page: WalkedPage) -> None:
+        """An interior page's image, or a leaf's rows (only those that decode, with
+        --force)."""
+        kept = page.rows if not self.force else list(self._decodable(name, page.rows))
+        add_table_page(self.out, name, page, kept)
         self.report.rows[name] = self.report.rows.get(name, 0) + len(kept)
-        self.add_page(leaf_record(page.pgno, name, [row.rowid for row in kept]))
+
+    def _decodable(self, name: str, rows: list[TableRow]) -> Iterator[TableRow]:
+        """--force: the rows whose records decode; the others are reported, and their
+        overflow pages become free pages."""
+        encoding = self.header.text_encoding
+        for row in rows:
+            try:
+                decode_record(row.payload, encoding)
+            except FormatError:
+                self.report.dropped_rows.setdefault(name, []).append(row.rowid)
+                for pgno in row.chain:
+                    self.add_page(PageRecord(pgno, PageKind.FREE, None))
+                continue
+            yield row
 
     def _walk_mirror(self, obj: SchemaObject):
         """A WITHOUT ROWID table: raw pages, its rows refilled from every cell."""
         for page in self._walk(obj.rootpage, table=False, rendered=False, mirror=True):
             self.add_page(PageRecord(page.pgno, page.kind, obj.name, data=page.image))
-            rows = self.rows_of(obj.name)
-            for payload, chain in page.payloads:
-                rows.inserted[len(rows.inserted)] = payload
-                self.part_bytes += len(payload) + RECORD_OVERHEAD
+            add_mirror_rows(self.out, obj.name, page)
+            for _payload, chain in page.payloads:
                 self._add_raw_chain(obj.name, chain)
             self.report.rows[obj.name] = self.report.rows.get(obj.name, 0) + len(page.payloads)
             part = self.take_if_full()

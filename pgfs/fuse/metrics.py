@@ -22,7 +22,7 @@ import trio
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from pgfs.tracker.database_file import DatabaseFile
+from pgfs.tracker import DatabaseFile
 
 log = logging.getLogger("pgfs.fuse")
 prometheus_client.disable_created_metrics()  # no *_created series: nothing here needs them

@@ -24,7 +24,6 @@ import stat
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,29 +31,13 @@ import pyfuse3
 import trio
 
 from pgfs.fuse.operations import PgfsOperations
-from pgfs.tracker.database_file import Backend, DatabaseFile
+from pgfs.fuse.options import MountOptions
+from pgfs.tracker import Backend, DatabaseFile
 
 log = logging.getLogger("pgfs.fuse")
 
 LEASE_CHECK_TICKS = 3
 """Probe the lease connections every this many seconds."""
-
-
-@dataclass
-class MountConfig:
-    """How to mount. `names` are the database file names, in the order of `databases`."""
-
-    mountpoint: Path
-    allow_other: bool = False
-    read_only: bool = False
-    uid: int | None = None
-    gid: int | None = None
-    mode: int = 0o644
-    attr_timeout: float = 30.0
-    fsname: str = "pgfs"
-    backing_dir: Path | None = None
-    metrics_addr: str | None = None
-    extra_status: dict[str, Any] = field(default_factory=dict)
 
 
 FUSE_DEVICE = Path("/dev/fuse")
@@ -82,32 +65,31 @@ def fuse_problem() -> str | None:
     return None
 
 
-def fuse_options(config: MountConfig) -> set[str]:
-    options = {f"fsname={config.fsname}", "subtype=pgfs", "default_permissions"}
-    if config.allow_other:
-        options.add("allow_other")
-    return options
-
-
 class MountSession:
     """A mount in progress; `stop()` may be called from any thread."""
 
-    def __init__(self, config: MountConfig, databases: Mapping[str, Backend]) -> None:
-        self.config = config
+    def __init__(
+        self,
+        options: MountOptions,
+        databases: Mapping[str, Backend],
+        extra_status: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.options = options
+        self.extra_status = dict(extra_status or {})
         self.files = {
-            name: DatabaseFile(name, database, read_only=config.read_only)
+            name: DatabaseFile(name, database, read_only=options.read_only)
             for name, database in databases.items()
         }
         self.started = time.time()
         self.operations = PgfsOperations(
             self.files,
-            uid=config.uid,
-            gid=config.gid,
-            mode=config.mode,
-            attr_timeout=config.attr_timeout,
+            uid=options.uid,
+            gid=options.gid,
+            mode=options.mode,
+            attr_timeout=options.attr_timeout,
             status=self._status,
-            backing_dir=config.backing_dir,
-            read_only=config.read_only,
+            backing_dir=options.backing_dir,
+            read_only=options.read_only,
         )
         self._token: trio.lowlevel.TrioToken | None = None
         self._stopping = False
@@ -116,11 +98,11 @@ class MountSession:
     def _status(self) -> dict[str, Any]:
         return {
             "pid": os.getpid(),
-            "mountpoint": str(self.config.mountpoint),
+            "mountpoint": str(self.options.mountpoint),
             "started": self.started,
-            "read_only": self.config.read_only,
+            "read_only": self.options.read_only,
             "stopping": self._stopping,
-            **self.config.extra_status,
+            **self.extra_status,
         }
 
     def stop(self) -> None:
@@ -172,11 +154,11 @@ class MountSession:
             if handle_signals:
                 await nursery.start(self._watch_signals)
             nursery.start_soon(self._housekeeping)
-            if self.config.metrics_addr:
+            if self.options.metrics_addr:
                 from pgfs.fuse.metrics import MountMetrics, serve_metrics
 
                 metrics = MountMetrics(self.files, self.operations)
-                await nursery.start(serve_metrics, metrics, self.config.metrics_addr)
+                await nursery.start(serve_metrics, metrics, self.options.metrics_addr)
             self.ready.set()
             if on_ready is not None:
                 on_ready()
@@ -186,13 +168,13 @@ class MountSession:
     def run(
         self, *, handle_signals: bool = True, on_ready: Callable[[], None] | None = None
     ) -> None:
-        mountpoint = str(self.config.mountpoint)
-        pyfuse3.init(self.operations, mountpoint, fuse_options(self.config))
+        mountpoint = str(self.options.mountpoint)
+        pyfuse3.init(self.operations, mountpoint, self.options.fuse_options())
         log.info(
             "mounted %s on %s%s",
             ", ".join(self.files),
             mountpoint,
-            " (read-only)" if self.config.read_only else "",
+            " (read-only)" if self.options.read_only else "",
         )
         unmounted = False
         try:
@@ -257,15 +239,19 @@ def limit_malloc_arenas(count: int = 2) -> None:
 
 
 def run_mount(
-    config: MountConfig,
+    options: MountOptions,
     databases: Mapping[str, Backend],
     *,
+    extra_status: Mapping[str, Any] | None = None,
     handle_signals: bool = True,
     on_ready: Callable[[], None] | None = None,
 ) -> None:
-    """Mount `databases` (name -> Database) on `config.mountpoint` and serve until unmounted.
+    """Mount `databases` (name -> Database) on `options.mountpoint` and serve until unmounted;
+    `.pgfs-status` adds `extra_status` to what the mount reports of itself.
 
     `handle_signals` installs SIGTERM/SIGINT/SIGHUP handlers (main thread only).
     """
     limit_malloc_arenas()
-    MountSession(config, databases).run(handle_signals=handle_signals, on_ready=on_ready)
+    MountSession(options, databases, extra_status).run(
+        handle_signals=handle_signals, on_ready=on_ready
+    )

@@ -9,6 +9,11 @@ and a log line (a file an application expects to keep there would be silently
 lost otherwise); with `--backing-dir` every other name passes through to that
 directory (pgfs/fuse/passthrough.py).
 
+`PgfsOperations` is a router: a request on a name or an inode goes either to
+a virtual file (pgfs/fuse/files.py, one class per kind, each doing its own
+read/write/truncate/unlink/attributes) or to the passthrough; a request on a
+handle goes to the open file it names (a virtual file's or a backing file's).
+
 Kernel caching, chosen deliberately (DESIGN "Tricky cases"):
 
 - every change of size or content of these files goes through this mount's
@@ -38,16 +43,23 @@ import json
 import logging
 import os
 import stat
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import Any, TypeVar
 
 import pyfuse3
 
+from pgfs.fuse.files import (
+    DatabaseNode,
+    OpenBacking,
+    OpenFile,
+    RootDirectory,
+    SideNode,
+    StatusNode,
+    VirtualFile,
+)
 from pgfs.fuse.passthrough import Passthrough
-from pgfs.tracker.database_file import DatabaseFile, Role, SideFile, TrackerError
+from pgfs.tracker import DatabaseFile, Role, TrackerError
 
 log = logging.getLogger("pgfs.fuse")
 
@@ -57,45 +69,6 @@ FIRST_DB_INODE = 3
 FIRST_SIDE_INODE = 1000
 
 T = TypeVar("T")
-
-
-class Kind(Enum):
-    DIR = "dir"
-    DB = "db"
-    SIDE = "side"
-    STATUS = "status"
-
-
-@dataclass
-class Node:
-    inode: int
-    name: str
-    kind: Kind
-    mode: int
-    uid: int
-    gid: int
-    dbfile: DatabaseFile | None = None
-    side: SideFile | None = None
-    lookups: int = 0
-    opens: int = 0
-    linked: bool = True
-    mtime_ns: int = field(default_factory=time.time_ns)
-    ctime_ns: int = 0
-    atime_ns: int = 0
-
-    def __post_init__(self) -> None:
-        self.ctime_ns = self.ctime_ns or self.mtime_ns
-        self.atime_ns = self.atime_ns or self.mtime_ns
-
-
-@dataclass
-class Handle:
-    """An open file: a virtual node, or a backing file (`fd`, `inode`)."""
-
-    node: Node | None
-    snapshot: bytes | None = None  # .pgfs-status content at open
-    fd: int | None = None
-    inode: int = 0
 
 
 @dataclass
@@ -153,16 +126,21 @@ class PgfsOperations(pyfuse3.Operations):
             if backing_dir is not None
             else None
         )
-        self.root = Node(pyfuse3.ROOT_INODE, "", Kind.DIR, stat.S_IFDIR | 0o755, self.uid, self.gid)
-        self.nodes: dict[int, Node] = {self.root.inode: self.root}
-        self.entries: dict[str, Node] = {}
-        status_node = Node(STATUS_INODE, STATUS_NAME, Kind.STATUS, stat.S_IFREG | 0o444, 0, 0)
-        self._add(status_node)
+        self.root = RootDirectory(
+            pyfuse3.ROOT_INODE, "", stat.S_IFDIR | 0o755, self.uid, self.gid, backing=self.backing
+        )
+        self.nodes: dict[int, VirtualFile] = {self.root.inode: self.root}
+        self.entries: dict[str, VirtualFile] = {}
+        self._add(
+            StatusNode(
+                STATUS_INODE, STATUS_NAME, stat.S_IFREG | 0o444, 0, 0, render=self.status_bytes
+            )
+        )
         for number, (name, dbfile) in enumerate(self.databases.items()):
-            node = Node(FIRST_DB_INODE + number, name, Kind.DB, stat.S_IFREG | mode, 0, 0)
-            node.uid, node.gid, node.dbfile = self.uid, self.gid, dbfile
-            self._add(node)
-        self._handles: dict[int, Handle] = {}
+            inode = FIRST_DB_INODE + number
+            mode_bits = stat.S_IFREG | mode
+            self._add(DatabaseNode(inode, name, mode_bits, self.uid, self.gid, dbfile=dbfile))
+        self._handles: dict[int, OpenFile] = {}
         self._dirs: dict[int, DirHandle] = {}
         self._next_handle = 1
         self.reads = 0
@@ -170,14 +148,14 @@ class PgfsOperations(pyfuse3.Operations):
         self.bytes_read = 0
         self.bytes_written = 0
 
-    # --- bookkeeping ----------------------------------------------------------------
+    # --- routing --------------------------------------------------------------------
 
     def _allocate(self) -> int:
         inode = self._next_inode
         self._next_inode += 1
         return inode
 
-    def _add(self, node: Node) -> None:
+    def _add(self, node: VirtualFile) -> None:
         self.nodes[node.inode] = node
         self.entries[node.name] = node
 
@@ -196,60 +174,33 @@ class PgfsOperations(pyfuse3.Operations):
             name in self.entries or self._side_target(name) is not None
         )
 
-    def _node(self, inode: int) -> Node:
+    def _route(self, inode: int) -> VirtualFile | Passthrough:
+        """The virtual file `inode` is, or the passthrough when it is a backing inode."""
+        if self.backing is not None and self.backing.owns(inode):
+            return self.backing
         node = self.nodes.get(inode)
         if node is None:
             raise pyfuse3.FUSEError(errno.ENOENT)
         return node
+
+    def _route_name(self, what: str, parent: int, name: str) -> Passthrough | None:
+        """None for a name pgfs serves itself; else the passthrough (EPERM, logged, when
+        the mount has no backing directory)."""
+        if self._is_virtual(parent, name):
+            return None
+        return self._backing(what, name)
 
     def _backing(self, what: str, name: str) -> Passthrough:
         if self.backing is None:
             raise self._refuse(what, name)
         return self.backing
 
-    def _maybe_free(self, node: Node) -> None:
-        if not node.linked and node.lookups <= 0 and node.opens <= 0:
+    def _release_node(self, node: VirtualFile) -> None:
+        if node.unused:
             self.nodes.pop(node.inode, None)
 
-    def _size(self, node: Node) -> int:
-        if node.kind is Kind.DB:
-            assert node.dbfile is not None
-            return node.dbfile.size
-        if node.kind is Kind.SIDE:
-            assert node.side is not None
-            return len(node.side.data)
-        if node.kind is Kind.STATUS:
-            return len(self.status_bytes())
-        return 0
-
-    def _attrs(self, node: Node) -> pyfuse3.EntryAttributes:
-        entry = pyfuse3.EntryAttributes()
-        entry.st_ino = node.inode
-        entry.generation = 0
-        timeout = 0 if node.kind is Kind.STATUS else self.attr_timeout
-        if node.kind is Kind.DIR and self.backing is not None:
-            # The root mirrors the backing directory's owner and mode (who may create
-            # files there), and its mtime moves with it.
-            info = self.backing.root_stat()
-            node.mode = stat.S_IFDIR | stat.S_IMODE(info.st_mode)
-            node.uid, node.gid = info.st_uid, info.st_gid
-            node.mtime_ns, node.ctime_ns = info.st_mtime_ns, info.st_ctime_ns
-            timeout = self.backing.attr_timeout
-        entry.entry_timeout = timeout
-        entry.attr_timeout = timeout
-        entry.st_mode = node.mode
-        entry.st_nlink = (2 if node.kind is Kind.DIR else 1) if node.linked else 0
-        entry.st_uid = node.uid
-        entry.st_gid = node.gid
-        entry.st_rdev = 0
-        size = self._size(node)
-        entry.st_size = size
-        entry.st_blksize = 4096
-        entry.st_blocks = (size + 511) // 512
-        entry.st_atime_ns = node.atime_ns
-        entry.st_mtime_ns = node.mtime_ns
-        entry.st_ctime_ns = node.ctime_ns
-        return entry
+    def _attrs(self, node: VirtualFile) -> pyfuse3.EntryAttributes:
+        return node.attributes(self.attr_timeout)
 
     def _negative(self) -> pyfuse3.EntryAttributes:
         """A cached 'no such file' (st_ino 0): creations go through this kernel anyway."""
@@ -300,17 +251,18 @@ class PgfsOperations(pyfuse3.Operations):
         for inode, count in inode_list:
             node = self.nodes.get(inode)
             if node is not None:
-                if node.kind is not Kind.DIR:
+                if node is not self.root:
                     node.lookups -= count
-                    self._maybe_free(node)
+                    self._release_node(node)
             elif self.backing is not None:
                 self.backing.forget(inode, count)
 
     @_guard
     async def getattr(self, inode: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
-        if self.backing is not None and self.backing.owns(inode):
-            return self.backing.getattr(inode)
-        return self._attrs(self._node(inode))
+        target = self._route(inode)
+        if isinstance(target, Passthrough):
+            return target.getattr(inode)
+        return self._attrs(target)
 
     @_guard
     async def setattr(
@@ -321,35 +273,14 @@ class PgfsOperations(pyfuse3.Operations):
         fh: int | None,
         ctx: pyfuse3.RequestContext,
     ) -> pyfuse3.EntryAttributes:
-        if self.backing is not None and self.backing.owns(inode):
-            fd = self._handles[fh].fd if fh is not None and fh in self._handles else None
-            return self.backing.setattr(inode, attr, fields, fd)
-        node = self._node(inode)
+        target = self._route(inode)
+        if isinstance(target, Passthrough):
+            handle = self._handles.get(fh) if fh is not None else None
+            return target.setattr(inode, attr, fields, handle.fd if handle else None)
         if fields.update_size:
-            if node.kind is Kind.DB:
-                assert node.dbfile is not None
-                await node.dbfile.truncate(attr.st_size)
-            elif node.kind is Kind.SIDE:
-                assert node.dbfile is not None and node.side is not None
-                await node.dbfile.truncate_side(node.side, attr.st_size)
-            else:
-                raise pyfuse3.FUSEError(errno.EPERM if node.kind is Kind.STATUS else errno.EISDIR)
-        if node.kind is Kind.DIR and self.backing is not None:
-            self.backing.apply_attributes(self.backing.root, attr, fields)
-            return self._attrs(node)
-        now = time.time_ns()
-        if fields.update_mode:
-            node.mode = stat.S_IFMT(node.mode) | stat.S_IMODE(attr.st_mode)
-        if fields.update_uid:
-            node.uid = attr.st_uid
-        if fields.update_gid:
-            node.gid = attr.st_gid
-        if fields.update_atime:
-            node.atime_ns = attr.st_atime_ns
-        if fields.update_mtime:
-            node.mtime_ns = attr.st_mtime_ns
-        node.ctime_ns = now
-        return self._attrs(node)
+            await target.truncate(attr.st_size)
+        target.set_attributes(attr, fields)
+        return self._attrs(target)
 
     @_guard
     async def readlink(self, inode: int, ctx: pyfuse3.RequestContext) -> bytes:
@@ -416,7 +347,7 @@ class PgfsOperations(pyfuse3.Operations):
         if self.backing is not None:
             return self.backing.statfs()
         data = pyfuse3.StatvfsData()
-        used = sum(self._size(n) for n in self.nodes.values()) // 4096 + 1
+        used = sum(n.size() for n in self.nodes.values()) // 4096 + 1
         data.f_bsize = 4096
         data.f_frsize = 4096
         data.f_blocks = used + (1 << 24)
@@ -434,10 +365,10 @@ class PgfsOperations(pyfuse3.Operations):
     # turn off extended attributes for the whole mount.
 
     def _xattr_backing(self, inode: int) -> Passthrough | None:
-        if self.backing is not None and (inode == pyfuse3.ROOT_INODE or self.backing.owns(inode)):
+        if inode == pyfuse3.ROOT_INODE:
             return self.backing
-        self._node(inode)  # ENOENT for an unknown inode
-        return None
+        target = self._route(inode)
+        return target if isinstance(target, Passthrough) else None
 
     @_guard
     async def getxattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:
@@ -474,68 +405,70 @@ class PgfsOperations(pyfuse3.Operations):
         self, parent_inode: int, name: bytes, mode: int, flags: int, ctx: pyfuse3.RequestContext
     ) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
         text = os.fsdecode(name)
-        if not self._is_virtual(parent_inode, text):
-            fd, entry = self._backing("create", text).create(parent_inode, name, mode, flags, ctx)
-            return self._open_backing(entry.st_ino, fd), entry
+        backing = self._route_name("create", parent_inode, text)
+        if backing is not None:
+            fd, entry = backing.create(parent_inode, name, mode, flags, ctx)
+            return self._open(OpenBacking(backing, entry.st_ino, fd)), entry
         node = self.entries.get(text)
         if node is not None:
             if flags & os.O_EXCL:
                 raise pyfuse3.FUSEError(errno.EEXIST)
         else:
-            target = self._side_target(text)
-            assert target is not None
-            dbfile, role = target
-            side = dbfile.create_side(role)
-            node = Node(
-                self._allocate(),
-                text,
-                Kind.SIDE,
-                stat.S_IFREG | (stat.S_IMODE(mode) & ~ctx.umask),
-                ctx.uid,
-                ctx.gid,
-                dbfile=dbfile,
-                side=side,
-            )
-            self._add(node)
-            log.debug("created %s (inode %d)", text, node.inode)
+            node = self._create_side(text, stat.S_IMODE(mode) & ~ctx.umask, ctx)
         node.lookups += 1
-        return self._open_node(node), self._attrs(node)
+        return self._open(node.open(flags)), self._attrs(node)
+
+    def _create_side(self, name: str, mode: int, ctx: pyfuse3.RequestContext) -> SideNode:
+        target = self._side_target(name)
+        assert target is not None, "a virtual name that is no entry is a side file's"
+        dbfile, role = target
+        node = SideNode(
+            self._allocate(),
+            name,
+            stat.S_IFREG | mode,
+            ctx.uid,
+            ctx.gid,
+            dbfile=dbfile,
+            side=dbfile.create_side(role),
+        )
+        self._add(node)
+        log.debug("created %s (inode %d)", name, node.inode)
+        return node
 
     @_guard
     async def mknod(
         self, parent_inode: int, name: bytes, mode: int, rdev: int, ctx: pyfuse3.RequestContext
     ) -> pyfuse3.EntryAttributes:
-        text = os.fsdecode(name)
-        if self._is_virtual(parent_inode, text):
-            raise self._refuse("mknod", text)
-        return self._backing("mknod", text).mknod(parent_inode, name, mode, rdev, ctx)
+        return self._creator("mknod", parent_inode, name).mknod(parent_inode, name, mode, rdev, ctx)
 
     @_guard
     async def mkdir(
         self, parent_inode: int, name: bytes, mode: int, ctx: pyfuse3.RequestContext
     ) -> pyfuse3.EntryAttributes:
-        text = os.fsdecode(name)
-        if self._is_virtual(parent_inode, text):
-            raise self._refuse("mkdir", text)
-        return self._backing("mkdir", text).mkdir(parent_inode, name, mode, ctx)
+        return self._creator("mkdir", parent_inode, name).mkdir(parent_inode, name, mode, ctx)
 
     @_guard
     async def symlink(
         self, parent_inode: int, name: bytes, target: bytes, ctx: pyfuse3.RequestContext
     ) -> pyfuse3.EntryAttributes:
+        creator = self._creator("symlink", parent_inode, name)
+        return creator.symlink(parent_inode, name, target, ctx)
+
+    def _creator(self, what: str, parent: int, name: bytes) -> Passthrough:
+        """The passthrough, for a new name that is not a virtual file's."""
         text = os.fsdecode(name)
-        if self._is_virtual(parent_inode, text):
-            raise self._refuse("symlink", text)
-        return self._backing("symlink", text).symlink(parent_inode, name, target, ctx)
+        backing = self._route_name(what, parent, text)
+        if backing is None:
+            raise self._refuse(what, text)
+        return backing
 
     @_guard
     async def link(
         self, inode: int, new_parent_inode: int, new_name: bytes, ctx: pyfuse3.RequestContext
     ) -> pyfuse3.EntryAttributes:
-        text = os.fsdecode(new_name)
-        backing = self._backing("link", text)
-        if self._is_virtual(new_parent_inode, text) or not backing.owns(inode):
-            raise self._refuse("link", text)
+        backing = self._creator("link", new_parent_inode, new_name)
+        if not backing.owns(inode):
+            raise self._refuse("link", os.fsdecode(new_name))
         return backing.link(inode, new_parent_inode, new_name)
 
     @_guard
@@ -573,40 +506,20 @@ class PgfsOperations(pyfuse3.Operations):
         node = self.entries.get(text)
         if node is None:
             raise pyfuse3.FUSEError(errno.ENOENT)
-        if node.kind is not Kind.SIDE:
+        if not await node.unlink():
             raise self._refuse("unlink", text)
-        assert node.dbfile is not None and node.side is not None
-        # Deleting an active rollback journal is the commit point of journal_mode=DELETE.
-        await node.dbfile.unlink_side(node.side.role)
         del self.entries[text]
-        node.linked = False
-        node.ctime_ns = time.time_ns()
-        self._maybe_free(node)
+        self._release_node(node)
 
     # --- files ----------------------------------------------------------------------
 
-    def _new_handle(self, handle: Handle) -> int:
+    def _open(self, handle: OpenFile) -> pyfuse3.FileInfo:
         number = self._next_handle
         self._next_handle += 1
         self._handles[number] = handle
-        return number
+        return handle.info(number)
 
-    def _open_node(self, node: Node) -> pyfuse3.FileInfo:
-        handle = Handle(node)
-        if node.kind is Kind.STATUS:
-            handle.snapshot = self.status_bytes()
-        number = self._new_handle(handle)
-        node.opens += 1
-        if node.kind is Kind.STATUS:
-            return pyfuse3.FileInfo(fh=number, direct_io=True, keep_cache=False)
-        return pyfuse3.FileInfo(fh=number, direct_io=False, keep_cache=True)
-
-    def _open_backing(self, inode: int, fd: int) -> pyfuse3.FileInfo:
-        # Without keep_cache: the backing file may change outside the mount.
-        number = self._new_handle(Handle(None, fd=fd, inode=inode))
-        return pyfuse3.FileInfo(fh=number, direct_io=False, keep_cache=False)
-
-    def _handle(self, fh: int) -> Handle:
+    def _handle(self, fh: int) -> OpenFile:
         handle = self._handles.get(fh)
         if handle is None:
             raise pyfuse3.FUSEError(errno.EBADF)
@@ -614,73 +527,43 @@ class PgfsOperations(pyfuse3.Operations):
 
     @_guard
     async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
-        if self.backing is not None and self.backing.owns(inode):
-            return self._open_backing(inode, self.backing.open(inode, flags))
-        node = self._node(inode)
-        if node.kind is Kind.DIR:
-            raise pyfuse3.FUSEError(errno.EISDIR)
-        if node.kind is Kind.STATUS and flags & (os.O_WRONLY | os.O_RDWR):
-            raise pyfuse3.FUSEError(errno.EACCES)
-        return self._open_node(node)
+        target = self._route(inode)
+        if isinstance(target, Passthrough):
+            return self._open(OpenBacking(target, inode, target.open(inode, flags)))
+        return self._open(target.open(flags))
 
     @_guard
     async def read(self, fh: int, off: int, size: int) -> bytes:
         handle = self._handle(fh)
-        node = handle.node
-        if node is None:
-            assert handle.fd is not None
-            return Passthrough.read(handle.fd, off, size)
-        self.reads += 1
-        if node.kind is Kind.DB:
-            assert node.dbfile is not None
-            data = await node.dbfile.read(off, size)
-        elif node.kind is Kind.SIDE:
-            assert node.dbfile is not None and node.side is not None
-            data = node.dbfile.read_side(node.side, off, size)
-        else:
-            data = (handle.snapshot or b"")[off : off + size]
-        self.bytes_read += len(data)
+        data = await handle.read(off, size)
+        if handle.file is not None:
+            self.reads += 1
+            self.bytes_read += len(data)
         return data
 
     @_guard
     async def write(self, fh: int, off: int, buf: bytes) -> int:
         handle = self._handle(fh)
-        node = handle.node
-        if node is None:
-            assert handle.fd is not None
-            return Passthrough.write(handle.fd, off, buf)
-        if node.kind is Kind.DB:
-            assert node.dbfile is not None
-            await node.dbfile.write(off, buf)
-        elif node.kind is Kind.SIDE:
-            assert node.dbfile is not None and node.side is not None
-            await node.dbfile.write_side(node.side, off, buf)
-        else:
-            raise pyfuse3.FUSEError(errno.EBADF)
-        self.writes += 1
-        self.bytes_written += len(buf)
-        return len(buf)
+        written = await handle.write(off, buf)
+        if handle.file is not None:
+            self.writes += 1
+            self.bytes_written += len(buf)
+        return written
 
     async def flush(self, fh: int) -> None:
         return None
 
     @_guard
     async def fsync(self, fh: int, datasync: bool) -> None:
-        """Virtual files: committed data is in PostgreSQL already, side files are memory by
-        design. Backing files: fsync."""
-        handle = self._handle(fh)
-        if handle.fd is not None:
-            Passthrough.fsync(handle.fd, datasync)
+        self._handle(fh).fsync(datasync)
 
     async def release(self, fh: int) -> None:
         handle = self._handles.pop(fh, None)
         if handle is None:
             return
-        if handle.node is not None:
-            handle.node.opens -= 1
-            self._maybe_free(handle.node)
-        elif handle.fd is not None and self.backing is not None:
-            try:
-                self.backing.release(handle.inode, handle.fd)
-            except pyfuse3.FUSEError:
-                log.warning("closing a backing file failed", exc_info=True)
+        try:
+            handle.close()
+        except pyfuse3.FUSEError:
+            log.warning("closing a backing file failed", exc_info=True)
+        if handle.file is not None:
+            self._release_node(handle.file)

@@ -36,6 +36,15 @@ class PageType(IntEnum):
     INDEX_LEAF = 10
     TABLE_LEAF = 13
 
+    @property
+    def is_leaf(self) -> bool:
+        return self in (PageType.TABLE_LEAF, PageType.INDEX_LEAF)
+
+    @property
+    def is_table(self) -> bool:
+        """A page of a table b-tree (keyed by rowid), not of an index."""
+        return self in (PageType.TABLE_LEAF, PageType.TABLE_INTERIOR)
+
 
 @dataclass(frozen=True)
 class TableLeafCell:
@@ -105,11 +114,11 @@ class BTreePage:
 
     @property
     def is_leaf(self) -> bool:
-        return self.page_type in (PageType.TABLE_LEAF, PageType.INDEX_LEAF)
+        return self.page_type.is_leaf
 
     @property
     def is_table(self) -> bool:
-        return self.page_type in (PageType.TABLE_LEAF, PageType.TABLE_INTERIOR)
+        return self.page_type.is_table
 
     def children(self) -> list[int]:
         """Child page numbers: the left children in cell order, then the right child."""
@@ -519,11 +528,11 @@ class BTreeScan(NamedTuple):
 
     @property
     def is_leaf(self) -> bool:
-        return self.page_type in (PageType.TABLE_LEAF, PageType.INDEX_LEAF)
+        return self.page_type.is_leaf
 
     @property
     def is_table(self) -> bool:
-        return self.page_type in (PageType.TABLE_LEAF, PageType.TABLE_INTERIOR)
+        return self.page_type.is_table
 
     def children(self) -> list[int]:
         if self.right_child is None:

@@ -23,21 +23,19 @@ of the file to the image just committed, after a commit that shrank it
 
 from __future__ import annotations
 
-import errno
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from enum import Enum
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import trio
 
 from pgfs.sqlite.header import DatabaseHeader
 from pgfs.store.changeset import CommitSource
-from pgfs.store.interface import CommitStats, Health, LeaseStatus
+from pgfs.store.interface import CommitStats
 from pgfs.tracker.blocks import BlockMap, assemble, base_ranges, plan_read
-from pgfs.tracker.buffers import SpillBuffer
+from pgfs.tracker.errors import CommitFailedError, NoJournalError, ReadOnlyError, TrackerError
+from pgfs.tracker.interface import Backend, Role, SideFile
 from pgfs.tracker.journal import JournalEnd, JournalTracker, OverlayPages
 from pgfs.tracker.stats import CommitRecord, TrackerStats
 from pgfs.tracker.wal import WalTracker
@@ -55,81 +53,6 @@ every page SQLite wrote, unchanged or not."""
 PREIMAGE_CHUNK = 1024
 """Pre-images fetched at once before a WAL commit: a VACUUM changes every page, and
 its pre-images go to a spilling store a chunk at a time (memory stays bounded)."""
-
-
-class Backend(Protocol):
-    """What the tracker needs of a database: `pgfs.emulator.database.Database`."""
-
-    @property
-    def page_size(self) -> int: ...
-
-    @property
-    def page_count(self) -> int: ...
-
-    def read_many(self, pgnos: Iterable[int]) -> dict[int, bytes]: ...
-
-    def read_range(self, first: int, last: int) -> dict[int, bytes]: ...
-
-    def cached_range(self, first: int, last: int) -> dict[int, bytes] | None: ...
-
-    def commit(
-        self, changed: Mapping[int, bytes], page_count: int, source: CommitSource
-    ) -> CommitStats: ...
-
-    def lease_status(self) -> LeaseStatus: ...
-
-    def check_lease(self) -> None: ...
-
-    def resolve_pending(self) -> None: ...
-
-    def health(self) -> Health: ...
-
-    @property
-    def pages_rendered(self) -> int: ...
-
-    @property
-    def cache_hits(self) -> int: ...
-
-
-class Role(Enum):
-    """The files of one database, by name suffix."""
-
-    DB = ""
-    JOURNAL = "-journal"
-    WAL = "-wal"
-    SHM = "-shm"
-
-
-class TrackerError(Exception):
-    """A file operation pgfs refuses or could not complete; `errno` is what the caller sees."""
-
-    errno = errno.EIO
-
-
-class CommitFailedError(TrackerError):
-    """The backend's commit raised: the commit is not in the store and not visible to SQLite."""
-
-
-class NoJournalError(TrackerError):
-    """A database-file write with neither a rollback journal nor a WAL (journal_mode OFF/MEMORY)."""
-
-
-class ReadOnlyError(TrackerError):
-    errno = errno.EROFS
-
-
-@dataclass
-class SideFile:
-    """A `-journal`, `-wal` or `-shm` file: its bytes (spilling to disk when big).
-
-    `attached` is False once the file was unlinked: writes still land in its
-    buffer (an mmap of `-shm` is written back after SQLite unlinked it) but
-    mean nothing to the tracker.
-    """
-
-    role: Role
-    data: SpillBuffer = field(default_factory=SpillBuffer)
-    attached: bool = True
 
 
 class DatabaseFile:
@@ -635,15 +558,3 @@ class DatabaseFile:
             "last_error": self.stats.last_error,
             "last_error_at": self.stats.last_error_at,
         }
-
-
-__all__ = [
-    "Backend",
-    "CommitFailedError",
-    "DatabaseFile",
-    "NoJournalError",
-    "ReadOnlyError",
-    "Role",
-    "SideFile",
-    "TrackerError",
-]

@@ -21,9 +21,7 @@ from click.testing import CliRunner
 
 from pgfs.cli import cli
 from pgfs.sqlite.journal import JOURNAL_MAGIC
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "emulator"))
-from dbgen import build_all_types
+from tests.support.dbgen import build_all_types
 
 PASSWORD = "s3cret-Pa55word"
 PGFS = Path(sys.executable).parent / "pgfs"

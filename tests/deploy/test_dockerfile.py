@@ -209,7 +209,7 @@ def _cli():
     import click
 
     if importlib.util.find_spec("pgfs.cli") is None:
-        pytest.skip("pgfs/cli.py is not written yet: command lines cannot be checked against it")
+        pytest.skip("pgfs.cli is not written yet: command lines cannot be checked against it")
     import pgfs.cli
 
     groups = [g for g in vars(pgfs.cli).values() if isinstance(g, click.Group)]

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-pytest.register_assert_rewrite("invariants", "dbgen")
+pytest.register_assert_rewrite("tests.support.invariants")
 
 from pgfs.store.postgres import PostgresStore as Store  # noqa: E402
 

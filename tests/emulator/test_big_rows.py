@@ -9,11 +9,11 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from invariants import CommitHarness
 
 from pgfs.emulator.database import Database
 from pgfs.emulator.pagecache import PageCache
 from pgfs.sqlite.btree import parse_btree_page
+from tests.support.invariants import CommitHarness
 
 MB = 1024 * 1024
 

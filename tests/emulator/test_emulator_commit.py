@@ -8,10 +8,10 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from dbgen import build_all_types, build_jellyfin, guid, item_json, jellyfin_date
-from invariants import CommitHarness
 
 from pgfs.emulator.database import Database
+from tests.support.dbgen import build_all_types, build_jellyfin, guid, item_json, jellyfin_date
+from tests.support.invariants import CommitHarness
 
 
 @pytest.fixture

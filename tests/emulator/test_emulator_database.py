@@ -7,13 +7,6 @@ import threading
 from pathlib import Path
 
 import pytest
-from dbgen import build_all_types
-from invariants import (
-    assert_export_matches,
-    assert_pages_match,
-    assert_store_matches,
-    changed_pages,
-)
 
 from pgfs.emulator.database import Database
 from pgfs.emulator.importer import import_file
@@ -22,6 +15,13 @@ from pgfs.sqlite.errors import CorruptPageError, NotADatabaseError
 from pgfs.sqlite.header import lock_byte_page
 from pgfs.store.changeset import CommitSource
 from pgfs.store.interface import LeaseHolder
+from tests.support.dbgen import build_all_types
+from tests.support.invariants import (
+    assert_export_matches,
+    assert_pages_match,
+    assert_store_matches,
+    changed_pages,
+)
 
 TEST = CommitSource.JOURNAL
 

@@ -7,8 +7,9 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from dbgen import build_all_types
-from invariants import CommitHarness
+
+from tests.support.dbgen import build_all_types
+from tests.support.invariants import CommitHarness
 
 
 def random_step(rng: random.Random, conn: sqlite3.Connection, step: int) -> None:

@@ -7,8 +7,11 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from dbgen import build_all_types, build_jellyfin
-from invariants import (
+
+from pgfs.emulator.exporter import export_file, verify
+from pgfs.emulator.importer import import_file
+from tests.support.dbgen import build_all_types, build_jellyfin
+from tests.support.invariants import (
     all_rows,
     assert_export_matches,
     assert_same_database,
@@ -16,9 +19,6 @@ from invariants import (
     integrity,
     open_readonly,
 )
-
-from pgfs.emulator.exporter import export_file, verify
-from pgfs.emulator.importer import import_file
 
 
 def roundtrip(store, source: Path, folder: Path) -> Path:

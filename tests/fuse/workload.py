@@ -6,6 +6,8 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from tests.support.dbgen import text
+
 from .helpers import Client, pg_rows, sqlite_rows
 
 SCHEMA = """
@@ -37,23 +39,19 @@ def assert_same(client: Client, dsn: str, tables: Tables, where: str = "") -> No
         assert got == expected, f"{table} differs from SQLite {where}"
 
 
-def _text(rng: random.Random, size: int) -> str:
-    return "".join(rng.choice("abcdefghijklmnopqrstuvwxyz ÄÖü😀") for _ in range(size))
-
-
 def _item(rng: random.Random, number: int) -> tuple:
     big = rng.random() < 0.15
     return (
-        f"item {number} {_text(rng, rng.randint(0, 40))}",
+        f"item {number} {text(rng, rng.randint(0, 40))}",
         rng.choice([None, rng.uniform(-1e6, 1e6), float(rng.randint(0, 100))]),
         rng.randbytes(rng.choice([0, 10, 300, 5000, 13000]) if big else rng.randint(0, 200)),
-        _text(rng, 3000) if rng.random() < 0.05 else None,
+        text(rng, 3000) if rng.random() < 0.05 else None,
     )
 
 
 def _tag(rng: random.Random, number: int, items: int) -> tuple:
     guid = f"{rng.getrandbits(128):032X}-{number}"
-    return (guid, rng.randint(1, items), _text(rng, rng.randint(1, 30)), rng.random())
+    return (guid, rng.randint(1, items), text(rng, rng.randint(1, 30)), rng.random())
 
 
 def run_workload(

@@ -13,6 +13,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pgfs.sqlite.btree import PageType, parse_btree_page
+from pgfs.sqlite.create_table import (
+    _Fallback,
+    _parse_tokens,
+    _parse_with_sqlite,
+    declared_type_text,
+    sqlite_dequote,
+)
 from pgfs.sqlite.errors import FormatError, UnsupportedFeatureError
 from pgfs.sqlite.header import DatabaseHeader
 from pgfs.sqlite.overflow import assemble_payload
@@ -22,13 +29,8 @@ from pgfs.sqlite.schema import (
     Column,
     SchemaEntry,
     TableDefinition,
-    _Fallback,
-    _parse_tokens,
-    _parse_with_sqlite,
     affinity_of,
-    declared_type_text,
     parse_create_table,
-    sqlite_dequote,
 )
 
 # ---------------------------------------------------------------- affinity

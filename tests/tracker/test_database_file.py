@@ -37,12 +37,7 @@ MODES = [
     ("mode", "pragmas"), MODES, ids=["delete", "truncate", "persist", "delete-exclusive", "wal"]
 )
 def test_every_commit_reaches_postgres(tracked: Tracked, mode: str, pragmas: list[str]) -> None:
-    conn = tracked.vfs.connect()
-    for pragma in pragmas:
-        conn.execute(pragma)
-    assert conn.execute(f"PRAGMA journal_mode={mode}").fetchone()[0] == mode
-    conn.execute("PRAGMA cache_size=5")
-    conn.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+    conn = tracked.vfs.connect_in_mode(mode, pragmas)
     for step in range(4):
         conn.execute("BEGIN")
         for i in range(300):

@@ -148,3 +148,14 @@ class TrackerVFS(apsw.VFS):
 
     def connect(self) -> apsw.Connection:
         return apsw.Connection(self.dbfile.name, vfs=self.vfs_name)
+
+    def connect_in_mode(self, mode: str, pragmas: list[str]) -> apsw.Connection:
+        """A connection in journal mode `mode` (after `pragmas`), with a small page cache
+        (so transactions spill) and the table `t(id INTEGER PRIMARY KEY, v TEXT)`."""
+        conn = self.connect()
+        for pragma in pragmas:
+            conn.execute(pragma)
+        assert conn.execute(f"PRAGMA journal_mode={mode}").fetchone()[0] == mode
+        conn.execute("PRAGMA cache_size=5")
+        conn.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+        return conn

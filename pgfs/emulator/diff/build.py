@@ -4,31 +4,28 @@ README Design "The diff", steps 5 and 6. The first part carries the schema
 change, the new `sqlite_schema` mirror, the row changes of step 3 and the
 page records of the changed pages; tables walked whole (created or rebuilt,
 e.g. by VACUUM) and WITHOUT ROWID mirrors follow in parts of about
-`PART_BYTES`, so that a commit of every page never holds the database in
-memory. The store applies all parts in one transaction.
+`PART_BYTES` (`pgfs.emulator.parts`), so that a commit of every page never
+holds the database in memory. The store applies all parts in one transaction.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 from pgfs.emulator.diff.objects import Identity, definition_changed
 from pgfs.emulator.diff.roles import Role, Roles
 from pgfs.emulator.diff.rows import RowChanges
+from pgfs.emulator.parts import ChangesetParts, add_mirror_rows, add_table_page
 from pgfs.emulator.source import PageSource
-from pgfs.emulator.walk import leaf_record, overflow_records, walk_index_tree, walk_table
+from pgfs.emulator.walk import walk_index_tree, walk_table
 from pgfs.store.changeset import (
     Changeset,
     CommitSource,
     PageKind,
     PageRecord,
     SchemaChange,
-    TableRows,
 )
 
-PART_BYTES = 4 * 1024 * 1024
-"""A part is sent once its rows and raw pages reach about this many bytes."""
 RECORD_OVERHEAD = 64
 
 
@@ -80,39 +77,11 @@ def page_record(
     return PageRecord(pgno, role.kind, role.owner, lo, None, role.seq, image)
 
 
-@dataclass
-class _Parts:
-    """Collects a part and sends it once it is big enough."""
-
-    identity: Identity
-    source: CommitSource
-    part: Changeset
-    size: int = 0
-
-    @classmethod
-    def start(cls, identity: Identity, source: CommitSource) -> _Parts:
-        return cls(identity, source, cls.empty(identity, source))
-
-    @staticmethod
-    def empty(identity: Identity, source: CommitSource) -> Changeset:
+def _parts(identity: Identity, source: CommitSource) -> ChangesetParts:
+    def empty() -> Changeset:
         return Changeset(source, identity.header_bytes, identity.page_count)
 
-    def add_page(self, record: PageRecord) -> None:
-        self.part.pages.append(record)
-        self.size += RECORD_OVERHEAD + (len(record.data) if record.data else 0)
-
-    def rows_of(self, table: str, *, replace_all: bool) -> TableRows:
-        rows = self.part.rows.get(table)
-        if rows is None:
-            rows = self.part.rows[table] = TableRows(table, replace_all=replace_all)
-        return rows
-
-    def full(self) -> bool:
-        return self.size >= PART_BYTES
-
-    def take(self) -> Changeset:
-        part, self.part, self.size = self.part, self.empty(self.identity, self.source), 0
-        return part
+    return ChangesetParts(empty(), empty, record_overhead=RECORD_OVERHEAD)
 
 
 def build_changeset(
@@ -123,18 +92,16 @@ def build_changeset(
     source: CommitSource,
 ) -> Iterator[Changeset]:
     """Step 4: the parts of the commit's Changeset (module docstring)."""
-    parts = _Parts.start(identity, source)
+    parts = _parts(identity, source)
     first = parts.part
     if identity.schema_changed:
         first.schema_entries = list(identity.entries)
     first.schema = schema_change(identity)
     first.rows.update(rows.rows)
     first.chains.update(rows.chains)
-    parts.size += sum(
-        len(p) + RECORD_OVERHEAD
-        for table in rows.rows.values()
-        for p in (*table.inserted.values(), *table.updated.values())
-    )
+    for table in rows.rows.values():
+        for payload in (*table.inserted.values(), *table.updated.values()):
+            parts.count(payload)
     yield from _role_records(parts, identity, roles, rows, new)
     for name in sorted(identity.full_walk):
         obj = identity.new_objects[name]
@@ -153,7 +120,7 @@ def build_changeset(
 
 
 def _role_records(
-    parts: _Parts, identity: Identity, roles: Roles, rows: RowChanges, new: PageSource
+    parts: ChangesetParts, identity: Identity, roles: Roles, rows: RowChanges, new: PageSource
 ) -> Iterator[Changeset]:
     """Records of every page with a role, except those of trees walked whole; images
     are read in batches, only for pages stored raw."""
@@ -187,38 +154,25 @@ def _stored_raw(pgno: int, role: Role, identity: Identity, rows: RowChanges) -> 
 
 
 def _walk_rendered(
-    parts: _Parts, name: str, root: int, new: PageSource, usable: int
+    parts: ChangesetParts, name: str, root: int, new: PageSource, usable: int
 ) -> Iterator[Changeset]:
     """A created or rebuilt table: every page and every row, streamed."""
     for page in walk_table(new, root, usable):
-        if page.image is not None:
-            parts.add_page(PageRecord(page.pgno, page.kind, name, data=page.image))
-        else:
-            rows = parts.rows_of(name, replace_all=True)
-            for row in page.rows:
-                rows.inserted[row.rowid] = row.payload
-                parts.size += len(row.payload) + RECORD_OVERHEAD
-                if row.chain:
-                    parts.part.chains[(name, row.rowid)] = row.chain
-                    for record in overflow_records(name, row.rowid, row.chain):
-                        parts.add_page(record)
-            parts.add_page(leaf_record(page.pgno, name, [row.rowid for row in page.rows]))
+        add_table_page(parts, name, page)
         if parts.full():
             yield parts.take()
 
 
 def _walk_mirror(
-    parts: _Parts, name: str, root: int, new: PageSource, identity: Identity, roles: Roles
+    parts: ChangesetParts, name: str, root: int, new: PageSource, identity: Identity, roles: Roles
 ) -> Iterator[Changeset]:
     """A WITHOUT ROWID table: raw pages, its data table refilled from every cell."""
     whole = name in identity.full_walk
     for page in walk_index_tree(new, root, identity.usable_size):
         if whole or page.pgno in roles.of:
             parts.add_page(PageRecord(page.pgno, page.kind, name, data=page.image))
-        rows = parts.rows_of(name, replace_all=True)
-        for payload, chain in page.payloads:
-            rows.inserted[len(rows.inserted)] = payload
-            parts.size += len(payload) + RECORD_OVERHEAD
+        add_mirror_rows(parts, name, page)
+        for _payload, chain in page.payloads:
             for seq, pgno in enumerate(chain):
                 if whole or pgno in roles.of:
                     parts.add_page(

@@ -7,17 +7,31 @@
   freelist after deletes; any page size, auto-vacuum mode and text encoding.
 - `build_jellyfin` / `fill_jellyfin`: a Jellyfin schema (../shared/jellyfin)
   filled with Jellyfin-like rows: upper-case GUID keys, `yyyy-MM-dd
-  HH:mm:ss.FFFFFFF` dates, pipe-joined lists, large JSON `BaseItems.Data`.
+  HH:mm:ss.FFFFFFF` dates, pipe-joined lists, large JSON `BaseItems.Data`
+  (the values drawn the way `library.py` draws them);
+- `build_format_case(spec)` for each of `SPECS`: every serial type, every
+  b-tree page kind, overflow in tables and indexes, a freelist, in each page
+  size, text encoding, auto-vacuum mode and reserved-bytes setting, built by
+  Python's sqlite3 or by apsw (the file-format layer's ground truth);
+- `text(rng, n)`: text that is not ASCII, for any generator.
+
+`library.py` builds the Jellyfin library the benchmarks and the scale tests
+use; this module the databases that cover the file format's corners.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import random
 import sqlite3
-import uuid
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+
+import apsw
+
+from tests.support.library import GENRES, WORDS, guid, jellyfin_date, words
 
 INTS = [0, 1, -1, 127, 128, -129, 32767, 32768, 2**23, 2**31 - 1, 2**31, 2**47, 2**63 - 1, -(2**63)]
 ODD_TABLE = '"odd ""quoted"" name"'
@@ -170,53 +184,6 @@ ITEM_TYPES = [
     "MediaBrowser.Controller.Entities.Audio.Audio",
     "MediaBrowser.Controller.Entities.Folder",
 ]
-WORDS = [
-    "the",
-    "of",
-    "and",
-    "night",
-    "day",
-    "star",
-    "river",
-    "house",
-    "dark",
-    "light",
-    "city",
-    "lost",
-    "found",
-    "king",
-    "queen",
-    "war",
-    "peace",
-    "love",
-    "story",
-    "return",
-    "last",
-    "first",
-    "secret",
-    "garden",
-    "ocean",
-    "storm",
-    "fire",
-    "ice",
-    "winter",
-    "summer",
-    "road",
-]
-GENRES = ["Action", "Drama", "Comedy", "Thriller", "Documentary", "Animation", "Sci-Fi"]
-
-
-def guid(rng: random.Random) -> str:
-    return str(uuid.UUID(int=rng.getrandbits(128))).upper()
-
-
-def jellyfin_date(rng: random.Random) -> str:
-    moment = datetime(2015, 1, 1, tzinfo=UTC) + timedelta(seconds=rng.randrange(300_000_000))
-    return moment.strftime("%Y-%m-%d %H:%M:%S.") + f"{rng.randrange(10**7):07d}"
-
-
-def words(rng: random.Random, n: int) -> str:
-    return " ".join(rng.choice(WORDS) for _ in range(n))
 
 
 def item_json(rng: random.Random, item_id: str, size: int) -> str:
@@ -344,3 +311,137 @@ def build_jellyfin(
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
     return path
+
+
+# ---------------------------------------------------------------- format cases
+
+
+@dataclass
+class Spec:
+    """How to build one format case: page size, engine, encoding, auto-vacuum, reserved
+    bytes (the file-format tests read each with the code under test)."""
+
+    name: str
+    page_size: int = 4096
+    engine: str = "sqlite3"  # or "apsw"
+    encoding: str = "UTF-8"
+    auto_vacuum: str = "NONE"  # NONE, FULL, INCREMENTAL
+    reserve: int = 0
+    journal_mode: str = "DELETE"
+    rows: int = 120
+
+
+SPECS = [
+    Spec("p4096"),
+    Spec("p512", page_size=512, rows=60),
+    Spec("p1024_utf16le", page_size=1024, encoding="UTF-16le"),
+    Spec("p65536_utf16be", page_size=65536, encoding="UTF-16be", rows=80),
+    Spec("apsw_p4096", engine="apsw"),
+    Spec("apsw_reserved", page_size=1024, engine="apsw", reserve=33, rows=80),
+    Spec("autovac_full", page_size=1024, auto_vacuum="FULL", rows=80),
+    Spec("autovac_incr", page_size=512, auto_vacuum="INCREMENTAL", engine="apsw", rows=60),
+]
+
+
+def text(rng: random.Random, n: int) -> str:
+    """`n` characters, accented, CJK and emoji among them (1 to 4 bytes in UTF-8)."""
+    alphabet = "abcdefghijklmnopqrstuvwxyz äöü€😀\u4e2d"
+    return "".join(rng.choice(alphabet) for _ in range(n))
+
+
+def format_statements(spec: Spec) -> Iterator[tuple[str, tuple]]:
+    """The content: every serial type, every b-tree page kind, overflow in
+    tables and indexes, generated columns, a wide record header, a freelist."""
+    rng = random.Random(spec.name)
+    yield (
+        "CREATE TABLE mixed(a, b INTEGER, c REAL, d TEXT, e BLOB, f NUMERIC, g)",
+        (),
+    )
+    yield ("CREATE INDEX mixed_d ON mixed(d, a)", ())
+    yield ("CREATE TABLE people(id INTEGER PRIMARY KEY, name TEXT NOT NULL, bio TEXT)", ())
+    yield ("CREATE INDEX people_bio ON people(bio)", ())
+    yield (
+        "CREATE TABLE log(id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT, n INTEGER)",
+        (),
+    )
+    yield (
+        "CREATE TABLE kv(k TEXT PRIMARY KEY, v, w INTEGER DEFAULT 7) WITHOUT ROWID",
+        (),
+    )
+    yield (
+        "CREATE TABLE gen(a INTEGER, b TEXT, v INTEGER AS (a * 2) VIRTUAL,"
+        " s TEXT AS (b || '!') STORED, c REAL)",
+        (),
+    )
+    wide_cols = ", ".join(f"c{i}" for i in range(150))
+    yield (f"CREATE TABLE wide({wide_cols})", ())
+    ints = [
+        0, 1, -1, 2, 127, -128, 128, -129, 32767, -32768, 32768, 8388607, -8388608,
+        8388608, 2147483647, -2147483648, 2147483648, 2**47 - 1, -(2**47), 2**47,
+        2**63 - 1, -(2**63),
+    ]  # fmt: skip
+    floats = [0.0, -0.0, 1.5, -2.25, 1e300, 3.0, 2.0**52, 2.0**53 + 2, 1e-310, 2.0**48]
+    n = spec.rows
+    for i in range(n):
+        big = rng.random() < 0.15
+        yield (
+            "INSERT INTO mixed VALUES (?,?,?,?,?,?,?)",
+            (
+                rng.choice(ints + floats + [None, "x", b"\x00\xff"]),
+                rng.choice(ints),
+                rng.choice(floats + ints[:10]),
+                text(rng, rng.randrange(0, 3000 if big else 60)),
+                rng.randbytes(rng.randrange(0, 5000 if big else 40)),
+                rng.choice(["12", "1.5", "abc", "3.0", 7, 2.5, None]),
+                rng.choice([None, 1, 0, "t"]),
+            ),
+        )
+        yield (
+            "INSERT INTO people(name, bio) VALUES (?, ?)",
+            (text(rng, 12), text(rng, rng.randrange(0, 2500 if big else 80))),
+        )
+        yield ("INSERT INTO log(at, n) VALUES (?, ?)", (f"2024-01-{i % 28 + 1:02d}", i))
+        yield (
+            "INSERT INTO kv VALUES (?, ?, ?)",
+            (f"key{i:05d}" + text(rng, 5), rng.choice([None, i, 1.25, "v" * (i % 50)]), i),
+        )
+        yield ("INSERT INTO gen(a, b, c) VALUES (?, ?, ?)", (i, text(rng, 8), i / 4))
+        if i % 10 == 0:
+            values = tuple(rng.choice([None, i, "t" * (i % 7), 0.5, 1]) for _ in range(150))
+            yield (f"INSERT INTO wide VALUES ({', '.join('?' * 150)})", values)
+    # Payloads spanning several overflow pages, whatever the page size.
+    yield ("CREATE TABLE big(id INTEGER PRIMARY KEY, data)", ())
+    yield ("CREATE INDEX big_data ON big(data)", ())
+    for k in range(4):
+        size = spec.page_size * (k + 1) + 123 * k
+        value = rng.randbytes(size) if k % 2 else text(rng, size // 2)
+        yield ("INSERT INTO big(data) VALUES (?)", (value,))
+    yield ("DELETE FROM big WHERE id = 2", ())
+    # A freelist: delete a third of the rows (and whole overflow chains).
+    yield ("DELETE FROM mixed WHERE rowid % 3 = 0", ())
+    yield ("DELETE FROM people WHERE id % 4 = 1", ())
+    yield ("UPDATE people SET bio = upper(bio) WHERE id % 5 = 0", ())
+
+
+def build_format_case(spec: Spec, path: Path) -> None:
+    """The database `spec` describes, built in one transaction."""
+    statements = list(format_statements(spec))
+    if spec.engine == "apsw":
+        con = apsw.Connection(str(path))
+        if spec.reserve:
+            reserve = ctypes.c_int(spec.reserve)
+            con.file_control("main", apsw.SQLITE_FCNTL_RESERVE_BYTES, ctypes.addressof(reserve))
+        execute: Callable = con.execute
+    else:
+        con = sqlite3.connect(path, isolation_level=None)
+        execute = con.execute
+    execute(f"PRAGMA page_size={spec.page_size}")
+    execute(f"PRAGMA encoding='{spec.encoding}'")
+    execute(f"PRAGMA auto_vacuum={spec.auto_vacuum}")
+    execute(f"PRAGMA journal_mode={spec.journal_mode}")
+    execute("PRAGMA synchronous=OFF")  # no fsync: the file's bytes are the same
+    execute("BEGIN")
+    for sql, params in statements:
+        execute(sql, params)
+    execute("COMMIT")
+    con.close()

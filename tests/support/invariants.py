@@ -9,9 +9,6 @@
 - `CommitHarness`: import a database, then run SQL on a local copy of the file
   with real SQLite, hand the pages that changed to `Database.commit` (what the
   FUSE layer does) and check all of the above after each commit.
-
-FUSE tests can import this module as `emulator.invariants` (pytest puts the
-`tests` folder on sys.path because tests/conftest.py is not in a package).
 """
 
 from __future__ import annotations
