@@ -121,15 +121,34 @@ def timed(work: Callable[[], object]) -> float:
 
 
 def run_measured(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
-    """(seconds, peak RSS in MB) of a command that must succeed."""
-    started = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - started
-    if os.waitstatus_to_exitcode(status) != 0:
-        assert proc.stderr is not None
-        raise SystemExit(f"{' '.join(argv[:4])} failed: {proc.stderr.read().decode()[-2000:]}")
-    return seconds, usage.ru_maxrss / 1024
+    """(seconds, peak RSS in MB) of a command that must succeed.
+
+    The peak is the child's own VmHWM, read while it runs: wait4's ru_maxrss would
+    also count this process's memory, which Linux books to the child when it execs.
+    """
+    with tempfile.TemporaryFile() as output:
+        started = time.perf_counter()
+        proc = subprocess.Popen(argv, stdout=output, stderr=output, env=env)
+        peak = 0.0
+        while proc.poll() is None:
+            peak = max(peak, high_water_mb(proc.pid))
+            time.sleep(0.05)
+        seconds = time.perf_counter() - started
+        if proc.returncode != 0:
+            output.seek(0)
+            raise SystemExit(f"{' '.join(argv[:4])} failed: {output.read().decode()[-2000:]}")
+    return seconds, peak
+
+
+def high_water_mb(pid: int) -> float:
+    """A live process's peak resident memory so far (VmHWM), 0 once it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
 
 
 class Mount:
@@ -160,10 +179,7 @@ class Mount:
 
     def rss(self) -> float:
         assert self.proc is not None
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-        return 0.0
+        return high_water_mb(self.proc.pid)
 
     def stop(self) -> None:
         if self.proc is None:

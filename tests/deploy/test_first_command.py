@@ -321,8 +321,9 @@ def test_setup_names_missing_packages_instead_of_installing_them(demo_user: User
 def test_the_test_command_as_a_user_in_their_own_home(demo_user: User) -> None:
     """The README's second command, as the same user: it sets up its own venv and passes
     (a slice of the suite that starts its own PostgreSQL as that user)."""
-    clone = git_clone(demo_user.home / "pgfs", owner=demo_user)
-    copy_pip_cache(demo_user)
+    clone = git_clone(demo_user.home / "pgfs-tests", owner=demo_user)
+    if not (demo_user.home / ".cache" / "pip").exists():
+        copy_pip_cache(demo_user)
     argv = ["./scripts/test.sh", "-q", "-p", "no:cacheprovider", "tests/sqlite/test_varint.py"]
     argv += ["tests/store/postgres/test_store.py"]
     done = run(as_user(demo_user, argv), clone, user_env(demo_user))
