@@ -128,13 +128,17 @@ class _Watchdog:
 
     def watch(self, deadline: Deadline) -> None:
         with self._cond:
+            earliest = self._heap[0][0] if self._heap else None
             heapq.heappush(self._heap, (deadline.at, next(self._numbers), deadline))
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name="pgfs-deadlines", daemon=True
                 )
                 self._thread.start()
-            self._cond.notify()
+            if earliest is None or deadline.at < earliest:
+                # The thread sleeps until the earliest deadline; a later one can wait
+                # (waking it for every statement cost a commit a thread switch).
+                self._cond.notify()
 
     def _run(self) -> None:
         while True:
