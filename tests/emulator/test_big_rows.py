@@ -16,6 +16,7 @@ from pgfs.sqlite.btree import parse_btree_page
 from tests.support.invariants import CommitHarness
 
 MB = 1024 * 1024
+SIZES = [1, 10, pytest.param(100, marks=pytest.mark.slow)]
 
 
 def _one_big_row(path: Path, size: int) -> Path:
@@ -39,7 +40,7 @@ def _chain(database: Database) -> list[int]:
     return chain
 
 
-@pytest.mark.parametrize("size_mb", [1, 10])
+@pytest.mark.parametrize("size_mb", SIZES)
 def test_reading_a_long_chain_fetches_its_row_once(store, tmp_path: Path, size_mb: int) -> None:
     harness = CommitHarness(store, _one_big_row(tmp_path / "big.db", size_mb * MB), tmp_path)
     # A fresh mount with only a small memory cache (no disk): the chain is read page by
@@ -53,7 +54,7 @@ def test_reading_a_long_chain_fetches_its_row_once(store, tmp_path: Path, size_m
     harness.check()
 
 
-@pytest.mark.parametrize("size_mb", [1, 10])
+@pytest.mark.parametrize("size_mb", SIZES)
 def test_deleting_and_rewriting_a_big_row_costs_its_pages(
     store, tmp_path: Path, size_mb: int
 ) -> None:
