@@ -14,10 +14,10 @@ from psycopg import sql
 from pgfs.sqlite.header import TextEncoding
 from pgfs.sqlite.schema import TableDefinition
 from pgfs.store.changeset import PageKind, PageRecord
-from pgfs.store.errors import StoreError
 from pgfs.store.interface import LeafRow
 from pgfs.store.postgres import ddl
 from pgfs.store.postgres.catalog import Catalog
+from pgfs.store.stored import rowid_layout as rowid_layout  # re-exported
 from pgfs.store.values import HIDDEN_FIELDS, HIDDEN_RECORD, TableLayout, layout_of, payload_from_pg
 
 FETCH_SIZE = 2_000
@@ -49,16 +49,6 @@ def pages_of(conn: psycopg.Connection, catalog: Catalog, owner: str) -> list[Pag
     with conn.cursor(binary=True) as cur:
         cur.execute(query, (owner,))
         return [_record(row) for row in cur]
-
-
-def rowid_layout(tables: dict[str, TableDefinition], table: str) -> TableLayout:
-    definition = tables.get(table)
-    if definition is None:
-        raise StoreError(f"table {table!r} keeps no rows in the store")
-    layout = layout_of(definition)
-    if layout.rowid_column is None:
-        raise StoreError(f"table {table!r} is WITHOUT ROWID: its pages are raw, not rendered")
-    return layout
 
 
 def _typed_columns(layout: TableLayout, alias: str = "t") -> sql.Composed:
