@@ -72,7 +72,8 @@ MIN_RESOLVE = 3.0
 QUICK_TRY = 1.0
 HEALTH_DEADLINE = 3.0
 SMALL_PART_ROWS = 1_000
-UNKNOWN_THREAD = 1094
+SIDE_LOCK_WAIT = 5
+"""Seconds the DDL connection waits for a table's metadata lock."""
 
 
 class _NotLanded(Exception):
@@ -370,6 +371,8 @@ class MariaDBStore:
         if not is_usable(self._side):
             close_quietly(self._side)
             self._side = connect(self.dsn, read_timeout=WRITE_READ_TIMEOUT)
+            # A table a lost connection still holds is left to the next write.
+            self._side.cursor().execute(f"SET SESSION lock_wait_timeout = {SIDE_LOCK_WAIT}")
         assert self._side is not None
         return self._side
 
@@ -400,12 +403,31 @@ class MariaDBStore:
                 sent = True
                 conn.commit()
         except Exception as exc:
-            if writer.created:
-                self._recover = True
-            self._after_failure(
-                conn, exc, sent, context.commit_id, thread, context.started, deadline.expired
-            )
+            try:
+                self._after_failure(
+                    conn, exc, sent, context.commit_id, thread, context.started, deadline.expired
+                )
+            except CommitOutcomeUnknownError:
+                self._recover = True  # its work tables may be owed a rename
+                raise
+            except BaseException:
+                # Rolled back (or its connection is gone): the tables it made are nobody's.
+                self._drop_work_tables(writer.created)
+                raise
         return writer
+
+    def _drop_work_tables(self, names: list[str]) -> None:
+        """The tables a failed write created for itself (best effort: else the next write
+        drops them)."""
+        if not names:
+            return
+        try:
+            cur = self._side_connection().cursor()
+            for name in names:
+                cur.execute(f"DROP TABLE IF EXISTS {self.catalog.data(name)}")
+        except (mariadb.Error, StoreError) as exc:
+            self._recover = True
+            log.info("work tables of a failed write stay until the next write: %s", exc)
 
     def _writer_connection(self) -> mariadb.Connection:
         conn = self._writer

@@ -435,7 +435,7 @@ class Writer:
         items = sorted({**rows.inserted, **rows.updated}.items())
         if items:
             self._executemany(
-                self._insert_query(self.physical[name], layout, upsert=name not in self.fresh),
+                self._insert_query(self.physical[name], layout, upsert=True),
                 (to_row(layout, r, p, encoding, fmt) for r, p in items),
             )
         self.stats.count(
