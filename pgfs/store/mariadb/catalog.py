@@ -39,7 +39,7 @@ from pgfs.store.changeset import PageKind
 from pgfs.store.errors import StoreConflictError, StoreError
 from pgfs.store.interface import StoreState
 from pgfs.store.mariadb import ddl
-from pgfs.store.mariadb.connection import qualified, quote
+from pgfs.store.mariadb.connection import plain_identifier, qualified, quote
 from pgfs.store.stored import MetaValues, state_of
 
 FORMAT_VERSION = "3"
@@ -270,3 +270,5 @@ def check_schema_names(meta_schema: str, data_schema: str) -> None:
             ddl.check_identifier(name, "database")
         except FormatError as exc:
             raise StoreError(str(exc)) from None
+        if not plain_identifier(name) or "`" in name:
+            raise StoreError(f"database name {name!r}: use letters, digits, _ and $")

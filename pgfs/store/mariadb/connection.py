@@ -256,3 +256,32 @@ def quote(name: str) -> str:
 
 def qualified(database: str, name: str) -> str:
     return f"{quote(database)}.{quote(name)}"
+
+
+PLACEHOLDER_TROUBLE = frozenset("'\"?\\#-/%")
+"""Characters that the driver's placeholder parser mistakes for quotes or comments even
+inside backticks: a statement naming such an identifier carries its values as literals."""
+
+
+def plain_identifier(name: str) -> bool:
+    """Whether a statement naming `name` may use `?` placeholders."""
+    return not (PLACEHOLDER_TROUBLE & set(name))
+
+
+def literal(value: object) -> str:
+    """A value as a MariaDB literal (utf8mb4 connection, backslash escapes on)."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return repr(value) if value == value else "NULL"
+    if isinstance(value, bytes | bytearray | memoryview):
+        data = bytes(value)
+        return "X'" + data.hex() + "'" if data else "''"
+    text = str(value)
+    for old, new in (("\\", "\\\\"), ("'", "\\'"), ("\x00", "\\0"), ("\x1a", "\\Z")):
+        text = text.replace(old, new)
+    return "'" + text + "'"

@@ -18,7 +18,7 @@ from pgfs.store.changeset import PageKind, PageRecord
 from pgfs.store.interface import LeafRow
 from pgfs.store.mariadb import ddl
 from pgfs.store.mariadb.catalog import Catalog
-from pgfs.store.mariadb.connection import quote
+from pgfs.store.mariadb.connection import literal, quote
 from pgfs.store.values import HIDDEN_FIELDS, HIDDEN_RECORD, TableLayout, layout_of, payload_from_pg
 
 CHUNK = 5_000
@@ -83,9 +83,9 @@ def leaf_rows(
     cur = conn.cursor()
     cur.execute(
         f"SELECT {rowid}, t.{quote(HIDDEN_RECORD)}, c.pages FROM {catalog.data(layout.name)} AS t"
-        f" LEFT JOIN {catalog.meta('overflow_chain')} AS c ON c.owner = ? AND c.rowid = {rowid}"
-        f" WHERE {where} ORDER BY {rowid}",
-        (layout.name,),
+        f" LEFT JOIN {catalog.meta('overflow_chain')} AS c"
+        f" ON c.owner = {literal(layout.name)} AND c.rowid = {rowid}"
+        f" WHERE {where} ORDER BY {rowid}"
     )
     return [LeafRow(r, bytes(record), first_page(pages)) for r, record, pages in cur.fetchall()]
 

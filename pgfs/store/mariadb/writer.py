@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import math
 import secrets
 import time
 import uuid
@@ -37,7 +38,7 @@ from pgfs.store.errors import StoreError
 from pgfs.store.interface import CommitStats
 from pgfs.store.mariadb import ddl, reads
 from pgfs.store.mariadb.catalog import Catalog, DdlSteps
-from pgfs.store.mariadb.connection import quote
+from pgfs.store.mariadb.connection import literal, plain_identifier, quote
 from pgfs.store.stored import tables_after
 from pgfs.store.values import (
     HIDDEN_FIELDS,
@@ -73,24 +74,30 @@ class WriteContext:
 
 
 @lru_cache(maxsize=4096)
-def _numeric_indices(layout: TableLayout) -> tuple[int, ...]:
-    return tuple(i for i, c in enumerate(layout.columns) if c.affinity is Affinity.NUMERIC)
+def _double_indices(layout: TableLayout) -> tuple[int, ...]:
+    doubles = (Affinity.REAL, Affinity.NUMERIC)
+    return tuple(i for i, c in enumerate(layout.columns) if c.affinity in doubles)
 
 
 def to_row(
     layout: TableLayout, rowid: int, payload: bytes, encoding: TextEncoding, fmt: int
 ) -> list[Any]:
-    """`values.to_pg_row` for MariaDB: NUMERIC columns are DOUBLE, so an integer that a
-    double cannot hold exactly makes the row inexact (its record is kept either way)."""
+    """`values.to_pg_row` for MariaDB. REAL and NUMERIC columns are DOUBLE, which holds no
+    infinity and no integer beyond 2^53 exactly: such a value makes its row inexact (a
+    typed NULL for an infinity; the record is kept either way)."""
     row = to_pg_row(layout, rowid, payload, encoding, fmt)
-    for index in _numeric_indices(layout):
+    flag = len(layout.columns) + 2
+    for index in _double_indices(layout):
         value = row[index]
         if isinstance(value, Decimal):
             number = float(value)
             row[index] = number
             exponent = value.as_tuple().exponent
             if isinstance(exponent, int) and exponent >= 0 and abs(value) > EXACT_INT:
-                row[len(layout.columns) + 2] = True
+                row[flag] = True
+        elif isinstance(value, float) and not math.isfinite(value):
+            row[index] = None
+            row[flag] = True
     return row
 
 
@@ -377,9 +384,9 @@ class Writer:
         """Every row's record, rendered under the old definition, stored under the new."""
         self.cur.execute(reads.select_rows(self.catalog, before, source))
         rows = self.cur.fetchall()
-        insert = self._insert_query(staging, after)
-        self._executemany(
-            insert,
+        self._write_rows(
+            staging,
+            after,
             (
                 to_row(after, r[0], payload_from_pg(before, r[1:], encoding, fmt), encoding, fmt)
                 for r in rows
@@ -388,17 +395,24 @@ class Writer:
 
     # -------------------------------------------------------------- rows
 
-    def _insert_query(self, table: str, layout: TableLayout, *, upsert: bool = False) -> str:
+    def _write_rows(
+        self, table: str, layout: TableLayout, rows: Iterable[list[Any]], *, upsert: bool = False
+    ) -> None:
+        """INSERT (or, with `upsert`, INSERT ... ON DUPLICATE KEY UPDATE) rows into the data
+        table `table`: by executemany, or as literals when a name would confuse the driver."""
         names = layout.column_names()
-        query = (
-            f"INSERT INTO {self.catalog.data(table)} ({ddl.identifiers(names)})"
-            f" VALUES ({', '.join('?' * len(names))})"
-        )
-        if not upsert or layout.rowid_column is None:
-            return query
-        others = [n for n in names if n != layout.rowid_column]
-        updates = ", ".join(f"{quote(n)} = VALUES({quote(n)})" for n in others)
-        return f"{query} ON DUPLICATE KEY UPDATE {updates}"
+        prefix = f"INSERT INTO {self.catalog.data(table)} ({ddl.identifiers(names)}) VALUES "
+        suffix = ""
+        if upsert and layout.rowid_column is not None:
+            others = [n for n in names if n != layout.rowid_column]
+            updates = ", ".join(f"{quote(n)} = VALUES({quote(n)})" for n in others)
+            suffix = f" ON DUPLICATE KEY UPDATE {updates}"
+        if all(map(plain_identifier, [table, *names])):
+            self._executemany(f"{prefix}({', '.join('?' * len(names))}){suffix}", rows)
+            return
+        for batch in _batches(rows):
+            values = ", ".join("(" + ", ".join(map(literal, row)) + ")" for row in batch)
+            self.cur.execute(prefix + values + suffix)
 
     def _apply_rows(
         self, definition: TableDefinition, rows: TableRows, encoding: TextEncoding, fmt: int
@@ -418,25 +432,29 @@ class Writer:
                     self._delete_chains_of(name)
                     self._replace_physical(name, self._staging(definition))
             items = sorted(rows.inserted.items())
-            self._executemany(
-                self._insert_query(self.physical[name], layout),
-                (to_row(layout, r, p, encoding, fmt) for r, p in items),
+            self._write_rows(
+                self.physical[name], layout, (to_row(layout, r, p, encoding, fmt) for r, p in items)
             )
             self.stats.count(name, inserted=len(items), deleted=before)
             return
         rowid = quote(layout.rowid_column)
         if rows.deleted:
-            doomed = [(r,) for r in sorted(rows.deleted)]
-            self._executemany(f"DELETE FROM {self._target(name)} WHERE {rowid} = ?", doomed)
-            self._executemany(
-                f"DELETE FROM {self.catalog.meta('overflow_chain')} WHERE owner = ? AND rowid = ?",
-                ((name, r) for (r,) in doomed),
-            )
+            doomed = sorted(rows.deleted)
+            for start in range(0, len(doomed), reads.CHUNK):
+                numbers = ", ".join(str(int(r)) for r in doomed[start : start + reads.CHUNK])
+                self.cur.execute(f"DELETE FROM {self._target(name)} WHERE {rowid} IN ({numbers})")
+                self.cur.execute(
+                    f"DELETE FROM {self.catalog.meta('overflow_chain')}"
+                    f" WHERE owner = ? AND rowid IN ({numbers})",
+                    (name,),
+                )
         items = sorted({**rows.inserted, **rows.updated}.items())
         if items:
-            self._executemany(
-                self._insert_query(self.physical[name], layout, upsert=True),
+            self._write_rows(
+                self.physical[name],
+                layout,
                 (to_row(layout, r, p, encoding, fmt) for r, p in items),
+                upsert=True,
             )
         self.stats.count(
             name, inserted=len(rows.inserted), updated=len(rows.updated), deleted=len(rows.deleted)
