@@ -282,7 +282,8 @@ class MariaDBStore:
 
     def acquire_lease(self, holder: LeaseHolder, *, takeover: bool = False) -> LeaseStatus:
         status = self._lease.acquire(holder, takeover=takeover)
-        self._recover = True  # what a previous writer left is now ours to finish
+        with self._write_lock:  # what a previous writer left is now ours to finish
+            self._run_recovery()
         self.load_state()
         return status
 
