@@ -27,7 +27,13 @@ from pgfs.store.changeset import (
     SchemaChange,
     TableRows,
 )
-from pgfs.store.errors import StoreConflictError, StoreError, StoreUnavailableError
+from pgfs.store.errors import (
+    LeaseHeldError,
+    LeaseLostError,
+    StoreConflictError,
+    StoreError,
+    StoreUnavailableError,
+)
 from pgfs.store.interface import LeaseHolder
 from tests.support.server_view import ServerView, view_of
 
@@ -469,3 +475,36 @@ def test_chinook_round_trip(store: Store, shared_dir: Path):
         expected = db.records(table)
         assert store.row_payloads(table, expected) == expected
     assert DatabaseHeader.parse(store.load_state().header or b"").page_size == db.header.page_size
+
+
+def test_one_writer_takeover_fences_the_old_one(store: Store, store_url: str, sample):
+    """A second writer is refused naming the holder; --takeover fences the first (its
+    next write fails and changes nothing); the new writer's writes go through."""
+    import_file(store, sample.path)
+    second = open_store(store_url)
+    try:
+        with pytest.raises(LeaseHeldError, match="tests/store"):
+            second.acquire_lease(LeaseHolder.this_process("second"))
+        status = second.acquire_lease(LeaseHolder.this_process("second"), takeover=True)
+        assert status.held and status.epoch == store.lease_status().epoch + 1
+        with pytest.raises(LeaseLostError):
+            apply(store, table_change("tags", "", {}, updated={1: record("old writer", 1)}))
+        assert not store.lease_status().held
+        apply(second, table_change("tags", "", {}, updated={1: record("new writer", 2)}))
+        assert second.row_payloads("tags", [1]) == {1: record("new writer", 2)}
+    finally:
+        second.close()
+
+
+def test_a_dropped_lease_connection_is_taken_again(
+    store: Store, sample: SqliteFile, server: ServerView
+):
+    import_file(store, sample.path)
+    epoch = store.lease_status().epoch
+    assert server.end_store_sessions() >= 1  # the lease's, the writer's, the reads'
+    time.sleep(0.2)
+    store.check_lease()
+    apply(store, table_change("tags", "", {}, updated={1: record("after", 1)}))
+    status = store.lease_status()
+    assert status.held and status.epoch == epoch and status.reacquired == 1
+    assert store.row_payloads("tags", [1]) == {1: record("after", 1)}

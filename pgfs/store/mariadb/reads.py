@@ -73,9 +73,15 @@ def first_page(pages: str | None) -> int | None:
 
 
 def leaf_rows(
-    conn: mariadb.Connection, catalog: Catalog, layout: TableLayout, ranges: list[tuple[int, int]]
+    conn: mariadb.Connection,
+    catalog: Catalog,
+    layout: TableLayout,
+    ranges: list[tuple[int, int]],
+    encoding: TextEncoding | None = None,
+    schema_format: int = 4,
 ) -> list[LeafRow]:
-    """Rows with rowid in any of the inclusive `ranges` (which must not overlap)."""
+    """Rows with rowid in any of the inclusive `ranges` (which must not overlap). Every
+    row keeps its record (`encoding` and `schema_format` are not needed)."""
     if not ranges:
         return []
     rowid = "t." + quote(layout.rowid_column or "")
@@ -91,7 +97,12 @@ def leaf_rows(
 
 
 def row_payloads(
-    conn: mariadb.Connection, catalog: Catalog, layout: TableLayout, rowids: Iterable[int]
+    conn: mariadb.Connection,
+    catalog: Catalog,
+    layout: TableLayout,
+    rowids: Iterable[int],
+    encoding: TextEncoding | None = None,
+    schema_format: int = 4,
 ) -> dict[int, bytes]:
     rowid = quote(layout.rowid_column or "")
     out: dict[int, bytes] = {}

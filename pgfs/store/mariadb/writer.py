@@ -34,12 +34,11 @@ from pgfs.sqlite.header import HEADER_SIZE, DatabaseHeader, TextEncoding
 from pgfs.sqlite.schema import Affinity, SchemaEntry, TableDefinition
 from pgfs.store.alter import alter_plan
 from pgfs.store.changeset import Changeset, PageRecord, SchemaChange, TableRows
+from pgfs.store.commit import WriterFrame
 from pgfs.store.errors import StoreError
-from pgfs.store.interface import CommitStats
 from pgfs.store.mariadb import ddl, reads
 from pgfs.store.mariadb.catalog import Catalog, DdlSteps
 from pgfs.store.mariadb.connection import literal, plain_identifier, quote
-from pgfs.store.stored import tables_after
 from pgfs.store.values import (
     HIDDEN_FIELDS,
     HIDDEN_INEXACT,
@@ -115,7 +114,7 @@ def _batches(rows: Iterable[list[Any] | tuple[Any, ...]]) -> Iterable[list[Any]]
         yield batch
 
 
-class Writer:
+class Writer(WriterFrame):
     """Applies the parts of one write; the caller owns the transaction."""
 
     _names = itertools.count(1)
@@ -127,13 +126,10 @@ class Writer:
         context: WriteContext,
         tables: dict[str, TableDefinition],
     ) -> None:
+        super().__init__(context, tables)
         self.conn = conn
         self.cur = conn.cursor()
         self.side = side
-        self.context = context
-        self.catalog = context.catalog
-        self.tables = dict(tables)
-        self.stats = CommitStats(source=context.source, commit_seq=context.seq)
         self.physical = {name: name for name in tables}
         """SQLite table name -> the data table holding its rows in this write."""
         self.originals = set(tables)
@@ -144,10 +140,7 @@ class Writer:
         self.created: list[str] = []
         self._refilled: set[str] = set()
         self._tag = f"{context.seq}_{secrets.token_hex(4)}_"
-        self._last: Changeset | None = None
         self.steps = DdlSteps()
-        self.entries: list[SchemaEntry] | None = None
-        """The new sqlite_schema when this write changed it."""
 
     # -------------------------------------------------------------- the frame
 
@@ -163,29 +156,6 @@ class Writer:
                 f"pgfs lease lost: this writer holds epoch {self.context.epoch}, the store is at"
                 f" epoch {current} (another mount took over)"
             )
-
-    def apply(self, part: Changeset) -> None:
-        header = DatabaseHeader.parse(part.header)
-        encoding, fmt = header.text_encoding, header.schema_format
-        self._apply_schema(part.schema, encoding, fmt)
-        if part.schema_entries is not None:
-            self.tables = tables_after(self.tables, part.schema_entries)
-        for key, rows in part.rows.items():
-            definition = self.tables.get(rows.table or key)
-            if definition is None:
-                raise StoreError(f"rows for table {rows.table or key!r}, which has no data table")
-            self._apply_rows(definition, rows, encoding, fmt)
-        self._apply_chains(part.chains)
-        self.stats.pages += self._apply_pages(part.pages, part.removed_pages_from)
-        if part.schema_entries is not None:
-            self._apply_schema_mirror(part.schema_entries)
-            self.entries = list(part.schema_entries)
-        self._last = part
-
-    def final_part(self) -> Changeset:
-        if self._last is None:
-            raise StoreError("a write with no parts")
-        return self._last
 
     def finish(self) -> None:
         """The meta rows of the last part, the owed DDL, the commit-log row."""
@@ -226,6 +196,9 @@ class Writer:
 
     def _work_name(self, prefix: str) -> str:
         return f"{prefix}{self._tag}{next(self._names)}"
+
+    def _temp_name(self, prefix: str) -> str:
+        return self._work_name(f"_pgfs_{prefix}_")
 
     def _side_execute(self, statement: str) -> None:
         """DDL outside the transaction (it would commit the transaction implicitly)."""
@@ -303,21 +276,6 @@ class Writer:
             self.tables[definition.name] = definition
         for old, new in change.altered:
             self._apply_alter(self.tables.get(new.name, old), new, encoding, fmt)
-
-    def _apply_renames(self, renames: list[tuple[str, str]]) -> None:
-        renames = [(old, new) for old, new in renames if old != new]
-        if not renames:
-            return
-        olds = {old for old, _ in renames}
-        if any(new in olds for _, new in renames):
-            parked = [(old, self._work_name("_pgfs_rename_")) for old, _ in renames]
-            for old, temp in parked:
-                self._rename(old, temp)
-            for (_, temp), (_, new) in zip(parked, renames, strict=True):
-                self._rename(temp, new)
-        else:
-            for old, new in renames:
-                self._rename(old, new)
 
     def _rename(self, old: str, new: str) -> None:
         definition = self.tables.pop(old, None)

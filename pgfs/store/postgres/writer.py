@@ -33,11 +33,10 @@ from psycopg.types.json import Jsonb
 from pgfs.sqlite.header import HEADER_SIZE, DatabaseHeader, TextEncoding
 from pgfs.sqlite.schema import SchemaEntry, TableDefinition
 from pgfs.store.changeset import Changeset, PageRecord, SchemaChange, TableRows
+from pgfs.store.commit import WriterFrame
 from pgfs.store.errors import StoreError
-from pgfs.store.interface import CommitStats
 from pgfs.store.postgres import ddl
 from pgfs.store.postgres.catalog import Catalog
-from pgfs.store.stored import tables_after
 from pgfs.store.values import (
     HIDDEN_FIELDS,
     HIDDEN_RECORD,
@@ -126,7 +125,7 @@ def is_small(part: Changeset) -> bool:
     return len(part.pages) <= 4 * SMALL_BATCH and len(part.chains) <= SMALL_BATCH
 
 
-class Writer:
+class Writer(WriterFrame):
     """Applies the parts of one write; the caller owns the transaction."""
 
     _names = itertools.count(1)
@@ -138,17 +137,11 @@ class Writer:
         context: WriteContext,
         tables: dict[str, TableDefinition],
     ) -> None:
+        super().__init__(context, tables)
         self.conn = conn
         self.out = out
-        self.context = context
-        self.catalog = context.catalog
-        self.tables = dict(tables)
-        self.stats = CommitStats(source=context.source, commit_seq=context.seq)
         self._refilled: set[str] = set()
         self._bulk_loaded: dict[tuple[str, str], int] = {}
-        self._last: Changeset | None = None
-        self.entries: list[SchemaEntry] | None = None
-        """The new sqlite_schema when this write changed it."""
 
     # -------------------------------------------------------------- the frame
 
@@ -157,29 +150,6 @@ class Writer:
             ("fence",), lambda: sql.SQL("SELECT {}(%s)").format(self.catalog.meta("fence"))
         )
         self.out.execute(query, (self.context.epoch,))
-
-    def apply(self, part: Changeset) -> None:
-        header = DatabaseHeader.parse(part.header)
-        encoding, fmt = header.text_encoding, header.schema_format
-        self._apply_schema(part.schema, encoding, fmt)
-        if part.schema_entries is not None or not part.schema.is_empty():
-            self._check_schema(part.schema_entries)
-        for key, rows in part.rows.items():
-            definition = self.tables.get(rows.table or key)
-            if definition is None:
-                raise StoreError(f"rows for table {rows.table or key!r}, which has no data table")
-            self._apply_rows(definition, rows, encoding, fmt)
-        self._apply_chains(part.chains)
-        self.stats.pages += self._apply_pages(part.pages, part.removed_pages_from)
-        if part.schema_entries is not None:
-            self._apply_schema_mirror(part.schema_entries)
-            self.entries = list(part.schema_entries)
-        self._last = part
-
-    def final_part(self) -> Changeset:
-        if self._last is None:
-            raise StoreError("a write with no parts")
-        return self._last
 
     def finish(self) -> None:
         """The meta rows of the last part, ANALYZE after bulk loads, the commit-log row."""
@@ -271,25 +241,6 @@ class Writer:
             self.tables[definition.name] = definition
         for old, new in change.altered:
             self._apply_alter(self.tables.get(new.name, old), new, encoding, fmt)
-
-    def _check_schema(self, entries: list[SchemaEntry] | None) -> None:
-        if entries is not None:
-            self.tables = tables_after(self.tables, entries)
-
-    def _apply_renames(self, renames: list[tuple[str, str]]) -> None:
-        renames = [(old, new) for old, new in renames if old != new]
-        if not renames:
-            return
-        olds = {old for old, _ in renames}
-        if any(new in olds for _, new in renames):
-            parked = [(old, self._temp_name("rename")) for old, _ in renames]
-            for old, temp in parked:
-                self._rename(old, temp)
-            for (_, temp), (_, new) in zip(parked, renames, strict=True):
-                self._rename(temp, new)
-        else:
-            for old, new in renames:
-                self._rename(old, new)
 
     def _rename(self, old: str, new: str) -> None:
         definition = self.tables.pop(old, None)

@@ -66,6 +66,15 @@ def _writer_waiting(server: MariaDBView, state: str = "", info: str = "") -> int
     raise AssertionError(f"no pgfs statement reached {state!r} / {info!r}")
 
 
+def _gone(server: MariaDBView, session: int) -> None:
+    for _ in range(200):
+        query = "SELECT 1 FROM information_schema.processlist WHERE id = %s"
+        if not server.query(query, (session,)):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"session {session} did not end")
+
+
 def _in_thread(work) -> tuple[threading.Thread, list]:
     outcome: list = []
 
@@ -107,6 +116,7 @@ def test_renames_owed_after_the_commit_are_finished_by_the_next_writer(
     thread, outcome = _in_thread(lambda: apply(store, change))
     victim = _writer_waiting(server, "metadata lock")
     server.query(f"KILL CONNECTION {victim}")
+    _gone(server, victim)  # else the killed RENAME may still take the lock and run
     thread.join(30)
     blocker.rollback()
     blocker.close()
