@@ -134,6 +134,18 @@ class MariaDBStore(ServerStore):
         self.load_state()
         return status
 
+    def _read(self, doing, work):
+        """A read; first, when a committed write still owes renames and this store holds
+        the lease, it finishes them (the rows the read wants may be in a work table)."""
+        if self._recover and self._lease.status().held:
+            with self._write_lock:
+                if self._recover:
+                    try:
+                        self._run_recovery()
+                    except StoreError as exc:
+                        log.warning("owed table renames still wait: %s", exc)
+        return super()._read(doing, work)
+
     # ------------------------------------------------------------------ writes
 
     def _before_write(self) -> None:

@@ -137,6 +137,33 @@ def test_renames_owed_after_the_commit_are_finished_by_the_next_writer(
         successor.close()
 
 
+def test_a_read_finishes_the_renames_its_rows_wait_for(
+    store: MariaDBStore, server: MariaDBView, mariadb_url: str
+) -> None:
+    """The rename after COMMIT failed; the committed rows sit in a work table: the next
+    read of this store (the lease holder) finishes the rename first and finds them."""
+    rows = _alter_with_rows(store)
+    full = record(None, "new", 1.5)
+    alter = SchemaChange(altered=[(parse_create_table(T1), parse_create_table(T2))])
+    change = ddl_change(alter, T2, rows={"t": TableRows("t", {6: full})})
+    blocker = mariadb.connect(**_kwargs(mariadb_url))
+    cur = blocker.cursor()
+    cur.execute("START TRANSACTION")
+    cur.execute("SELECT * FROM jellyfin.t LIMIT 1")
+    cur.fetchall()
+    thread, outcome = _in_thread(lambda: apply(store, change))
+    victim = _writer_waiting(server, "metadata lock")
+    server.query(f"KILL CONNECTION {victim}")
+    _gone(server, victim)
+    thread.join(30)
+    blocker.rollback()
+    blocker.close()
+    assert not isinstance(outcome[0], BaseException), outcome
+    assert server.count("ddl_pending", "pgfs") == 1
+    assert store.row_payloads("t", range(1, 7)) == rows | {6: full}
+    assert server.count("ddl_pending", "pgfs") == 0 and not _work_tables(server)
+
+
 def test_renames_owed_wait_for_a_reader_of_the_table(
     store: MariaDBStore, server: MariaDBView, mariadb_url: str
 ) -> None:
