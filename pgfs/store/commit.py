@@ -9,9 +9,10 @@ sqlite_schema, the table definitions, the counts).
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
-from pgfs.sqlite.header import DatabaseHeader, TextEncoding
+from pgfs.sqlite.header import HEADER_SIZE, DatabaseHeader, TextEncoding
 from pgfs.sqlite.schema import SchemaEntry, TableDefinition
 from pgfs.store.changeset import Changeset, PageRecord, SchemaChange, TableRows
 from pgfs.store.errors import StoreError
@@ -54,6 +55,36 @@ class WriterFrame:
         if self._last is None:
             raise StoreError("a write with no parts")
         return self._last
+
+    def _meta_rows(self, part: Changeset) -> list[tuple[str, str | None, bytes | None]]:
+        """The meta table's (key, value, data) rows after the write whose last part is
+        `part`."""
+        header = DatabaseHeader.parse(part.header)
+        return [
+            ("header", None, bytes(part.header[:HEADER_SIZE])),
+            ("page_count", str(part.page_count), None),
+            ("page_size", str(header.page_size), None),
+            ("text_encoding", header.text_encoding.name, None),
+            ("schema_format", str(header.schema_format), None),
+            ("commit_seq", str(self.context.seq), None),
+        ]
+
+    def _log_row(self, commit_id: Any, tables: Any) -> tuple[Any, ...]:
+        """The commit-log row: (commit_id, seq, epoch, source, inserted, updated, deleted,
+        pages, ms, tables), with the id and the per-table counts as the driver wants them."""
+        stats, context = self.stats, self.context
+        return (
+            commit_id,
+            context.seq,
+            context.epoch,
+            context.source,
+            stats.total_inserted,
+            stats.total_updated,
+            stats.total_deleted,
+            stats.pages,
+            (time.perf_counter() - context.started) * 1000,
+            tables,
+        )
 
     def _apply_renames(self, renames: list[tuple[str, str]]) -> None:
         """Table renames; when one frees a name another takes, every table is parked

@@ -25,8 +25,9 @@ from collections.abc import Callable, Iterable, Iterator
 from types import ModuleType
 from typing import Any, TypeVar
 
+from pgfs.sqlite.errors import FormatError
 from pgfs.store.changeset import Changeset, CommitSource, PageRecord
-from pgfs.store.dsn import describe_target
+from pgfs.store.dsn import describe_target, one_line, scrub
 from pgfs.store.errors import CommitOutcomeUnknownError, StoreError, StoreUnavailableError
 from pgfs.store.interface import (
     CommitStats,
@@ -52,6 +53,25 @@ failure, and back within about a second of the server's return."""
 HEALTH_DEADLINE = 3.0
 
 T = TypeVar("T")
+
+
+def translate_error(
+    exc: BaseException, doing: str, dsn: str, *, server: str, lost: bool, reported: bool
+) -> StoreError:
+    """A StoreError for `exc` (StoreUnavailableError when the connection was `lost`; a
+    `reported` error is one the server's driver raised), never with the password."""
+    if isinstance(exc, StoreError):
+        return exc
+    message = scrub(one_line(str(exc)) or type(exc).__name__, dsn)
+    if lost:
+        return StoreUnavailableError(
+            f"{server} unavailable ({describe_target(dsn)}) while {doing}: {message}"
+        )
+    if reported:
+        return StoreError(f"{server} failed while {doing}: {message}")
+    if isinstance(exc, FormatError):
+        return StoreError(f"{doing}: {message}")
+    return StoreError(f"{doing} failed: {type(exc).__name__}: {message}")
 
 
 class NotLanded(Exception):

@@ -26,10 +26,10 @@ from typing import Any
 
 import mariadb
 
-from pgfs.sqlite.errors import FormatError
 from pgfs.store import deadline
-from pgfs.store.dsn import describe_connect_error, describe_target, one_line, parse_url, scrub
+from pgfs.store.dsn import describe_connect_error, parse_url
 from pgfs.store.errors import StoreError, StoreUnavailableError
+from pgfs.store.server import translate_error
 
 log = logging.getLogger("pgfs.store")
 
@@ -113,20 +113,16 @@ def errno_of(exc: BaseException) -> int | None:
     return getattr(exc, "errno", None) if isinstance(exc, mariadb.Error) else None
 
 
-def translate(exc: BaseException, doing: str, url: str) -> StoreError:
+def translate(exc: BaseException, doing: str, dsn: str) -> StoreError:
     """A StoreError (StoreUnavailableError for connection trouble) for `exc`, no password."""
-    if isinstance(exc, StoreError):
-        return exc
-    message = scrub(one_line(str(exc)) or type(exc).__name__, url)
-    if is_connection_error(exc):
-        return StoreUnavailableError(
-            f"MariaDB unavailable ({describe_target(url)}) while {doing}: {message}"
-        )
-    if isinstance(exc, mariadb.Error):
-        return StoreError(f"MariaDB failed while {doing}: {message}")
-    if isinstance(exc, FormatError):
-        return StoreError(f"{doing}: {message}")
-    return StoreError(f"{doing} failed: {type(exc).__name__}: {message}")
+    return translate_error(
+        exc,
+        doing,
+        dsn,
+        server="MariaDB",
+        lost=is_connection_error(exc),
+        reported=isinstance(exc, mariadb.Error),
+    )
 
 
 def connect(

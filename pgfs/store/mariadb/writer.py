@@ -21,7 +21,6 @@ import itertools
 import json
 import math
 import secrets
-import time
 import uuid
 from collections.abc import Callable, Iterable
 from decimal import Decimal
@@ -30,7 +29,7 @@ from typing import Any
 
 import mariadb
 
-from pgfs.sqlite.header import HEADER_SIZE, DatabaseHeader, TextEncoding
+from pgfs.sqlite.header import TextEncoding
 from pgfs.sqlite.schema import Affinity, SchemaEntry, TableDefinition
 from pgfs.store.alter import alter_plan
 from pgfs.store.changeset import Changeset, PageRecord, SchemaChange, TableRows
@@ -475,39 +474,16 @@ class Writer(WriterFrame):
         )
 
     def _apply_meta(self, part: Changeset) -> None:
-        header = DatabaseHeader.parse(part.header)
-        values = [
-            ("header", None, bytes(part.header[:HEADER_SIZE])),
-            ("page_count", str(part.page_count), None),
-            ("page_size", str(header.page_size), None),
-            ("text_encoding", header.text_encoding.name, None),
-            ("schema_format", str(header.schema_format), None),
-            ("commit_seq", str(self.context.seq), None),
-        ]
         self.cur.executemany(
             f"INSERT INTO {self.catalog.meta('meta')} (`key`, value, data) VALUES (?, ?, ?)"
             " ON DUPLICATE KEY UPDATE value = VALUES(value), data = VALUES(data)",
-            values,
+            self._meta_rows(part),
         )
 
     def _log_commit(self) -> None:
-        stats = self.stats
-        context = self.context
-        ms = (time.perf_counter() - context.started) * 1000
         self.cur.execute(
             f"INSERT INTO {self.catalog.meta('commit_log')} (commit_id, seq, epoch, source,"
             " inserted, updated, deleted, pages, ms, tables)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                str(context.commit_id),
-                context.seq,
-                context.epoch,
-                context.source,
-                stats.total_inserted,
-                stats.total_updated,
-                stats.total_deleted,
-                stats.pages,
-                ms,
-                json.dumps(stats.per_table()),
-            ),
+            self._log_row(str(self.context.commit_id), json.dumps(self.stats.per_table())),
         )

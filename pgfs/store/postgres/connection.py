@@ -21,10 +21,10 @@ from typing import Any
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from pgfs.sqlite.errors import FormatError
 from pgfs.store import deadline
-from pgfs.store.dsn import describe_connect_error, describe_target, one_line, scrub
+from pgfs.store.dsn import describe_connect_error
 from pgfs.store.errors import StoreError, StoreUnavailableError
+from pgfs.store.server import translate_error
 
 log = logging.getLogger("pgfs.store")
 
@@ -73,18 +73,14 @@ def is_connection_error(exc: BaseException) -> bool:
 
 def translate(exc: BaseException, doing: str, dsn: str) -> StoreError:
     """A StoreError (StoreUnavailableError for connection trouble) for `exc`, no password."""
-    if isinstance(exc, StoreError):
-        return exc
-    message = scrub(one_line(str(exc)) or type(exc).__name__, dsn)
-    if is_connection_error(exc):
-        return StoreUnavailableError(
-            f"PostgreSQL unavailable ({describe_target(dsn)}) while {doing}: {message}"
-        )
-    if isinstance(exc, psycopg.Error):
-        return StoreError(f"PostgreSQL failed while {doing}: {message}")
-    if isinstance(exc, FormatError):
-        return StoreError(f"{doing}: {message}")
-    return StoreError(f"{doing} failed: {type(exc).__name__}: {message}")
+    return translate_error(
+        exc,
+        doing,
+        dsn,
+        server="PostgreSQL",
+        lost=is_connection_error(exc),
+        reported=isinstance(exc, psycopg.Error),
+    )
 
 
 def connect(

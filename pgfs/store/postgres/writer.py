@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import os
-import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
@@ -30,7 +29,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from pgfs.sqlite.header import HEADER_SIZE, DatabaseHeader, TextEncoding
+from pgfs.sqlite.header import TextEncoding
 from pgfs.sqlite.schema import SchemaEntry, TableDefinition
 from pgfs.store.changeset import Changeset, PageRecord, SchemaChange, TableRows
 from pgfs.store.commit import WriterFrame
@@ -602,15 +601,7 @@ class Writer(WriterFrame):
         )
 
     def _apply_meta(self, part: Changeset) -> None:
-        header = DatabaseHeader.parse(part.header)
-        values = [
-            ("header", None, bytes(part.header[:HEADER_SIZE])),
-            ("page_count", str(part.page_count), None),
-            ("page_size", str(header.page_size), None),
-            ("text_encoding", header.text_encoding.name, None),
-            ("schema_format", str(header.schema_format), None),
-            ("commit_seq", str(self.context.seq), None),
-        ]
+        values = self._meta_rows(part)
         self.out.execute(
             self._sql(
                 ("meta",),
@@ -624,9 +615,6 @@ class Writer(WriterFrame):
         )
 
     def _log_commit(self) -> None:
-        stats = self.stats
-        context = self.context
-        ms = (time.perf_counter() - context.started) * 1000
         self.out.execute(
             self._sql(
                 ("log",),
@@ -635,16 +623,5 @@ class Writer(WriterFrame):
                     " pages, ms, tables) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
                 ).format(self.catalog.meta("commit_log")),
             ),
-            (
-                context.commit_id,
-                context.seq,
-                context.epoch,
-                context.source,
-                stats.total_inserted,
-                stats.total_updated,
-                stats.total_deleted,
-                stats.pages,
-                ms,
-                Jsonb(stats.per_table()),
-            ),
+            self._log_row(self.context.commit_id, Jsonb(self.stats.per_table())),
         )
