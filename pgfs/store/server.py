@@ -16,6 +16,7 @@ the server cannot be asked within the bound is the outcome unknown
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import threading
@@ -28,7 +29,12 @@ from typing import Any, TypeVar
 from pgfs.sqlite.errors import FormatError
 from pgfs.store.changeset import Changeset, CommitSource, PageRecord
 from pgfs.store.dsn import describe_target, one_line, scrub
-from pgfs.store.errors import CommitOutcomeUnknownError, StoreError, StoreUnavailableError
+from pgfs.store.errors import (
+    CommitOutcomeUnknownError,
+    LeaseLostError,
+    StoreError,
+    StoreUnavailableError,
+)
 from pgfs.store.interface import (
     CommitStats,
     Health,
@@ -141,6 +147,18 @@ class ServerStore:
     def _ask(self, conn: Any, commit_id: uuid.UUID, session: int | None, until: float) -> bool:
         """End session `session` (the one that sent the COMMIT) and wait for it to go, then
         whether the commit log holds `commit_id`."""
+        raise NotImplementedError
+
+    def _fence_message(self, exc: BaseException) -> str | None:
+        """The fence's message when `exc` says this writer lost the lease, else None."""
+        raise NotImplementedError
+
+    def _lost_connection(self, conn: Any, exc: BaseException) -> bool:
+        """Whether `exc` (or the state of `conn`) means the writer's connection is gone."""
+        raise NotImplementedError
+
+    def _discard_transaction(self, conn: Any) -> None:
+        """Roll back a failed write on a connection that is still alive."""
         raise NotImplementedError
 
     def _before_write(self) -> None:
@@ -379,11 +397,35 @@ class ServerStore:
             )
             self._down_since = None
 
-    def _lost_after_commit(
-        self, error: StoreError, exc: Exception, commit_id: uuid.UUID, session: int, started: float
+    def _after_failure(
+        self,
+        conn: Any,
+        exc: Exception,
+        sent: bool,
+        commit_id: uuid.UUID,
+        session: int,
+        started: float,
+        expired: bool,
     ) -> None:
-        """The connection died after COMMIT was sent: return if the write landed after all,
-        else raise NotLanded (or CommitOutcomeUnknownError)."""
+        """Raise what the failed write means; return only when it landed after all.
+
+        A refused fence loses the lease; an error on a live connection rolls back; a
+        lost connection before COMMIT was sent is NotLanded; after it, the server is
+        asked (`_resolve`)."""
+        fence = self._fence_message(exc)
+        if fence is not None:
+            self._discard_transaction(conn)
+            self._lease.mark_lost(f"{fence}; this mount refuses every write. Remount to serve")
+            raise LeaseLostError(fence) from exc
+        error = self._translate(exc, "committing")
+        if not (expired or self._lost_connection(conn, exc)):
+            self._discard_transaction(conn)
+            raise error from exc
+        with contextlib.suppress(Exception):
+            conn.close()
+        self._writer = None
+        if not sent:
+            raise NotLanded(error) from exc
         log.warning("the connection was lost after COMMIT was sent: asking the server (%s)", error)
         if self._resolve(commit_id, session, started + ANSWER_BOUND):
             log.warning("commit %s did land: answering success", commit_id)

@@ -29,7 +29,6 @@ import mariadb
 from pgfs.store.changeset import Changeset
 from pgfs.store.errors import (
     CommitOutcomeUnknownError,
-    LeaseLostError,
     StoreError,
     StoreUnavailableError,
 )
@@ -48,7 +47,7 @@ from pgfs.store.mariadb.connection import (
 )
 from pgfs.store.mariadb.lease import Lease
 from pgfs.store.mariadb.writer import FenceError, WriteContext, Writer
-from pgfs.store.server import QUICK_TRY, NotLanded, ServerStore
+from pgfs.store.server import QUICK_TRY, ServerStore
 
 log = logging.getLogger("pgfs.store")
 
@@ -261,31 +260,11 @@ class MariaDBStore(ServerStore):
         assert conn is not None
         return conn
 
-    def _after_failure(
-        self,
-        conn: mariadb.Connection,
-        exc: Exception,
-        sent: bool,
-        commit_id: uuid.UUID,
-        thread: int,
-        started: float,
-        expired: bool,
-    ) -> None:
-        """Raise what the failed write means; return only when it landed after all."""
-        if isinstance(exc, FenceError):
-            self._discard_transaction(conn)
-            self._lease.mark_lost(f"{exc}; this mount refuses every write. Remount to serve")
-            raise LeaseLostError(str(exc)) from exc
-        error = translate(exc, "committing", self.dsn)
-        lost = expired or is_connection_error(exc)
-        if not lost:
-            self._discard_transaction(conn)
-            raise error from exc
-        close_quietly(conn)
-        self._writer = None
-        if not sent:
-            raise NotLanded(error) from exc
-        self._lost_after_commit(error, exc, commit_id, thread, started)
+    def _fence_message(self, exc: BaseException) -> str | None:
+        return str(exc) if isinstance(exc, FenceError) else None
+
+    def _lost_connection(self, conn: mariadb.Connection, exc: BaseException) -> bool:
+        return is_connection_error(exc)
 
     def _discard_transaction(self, conn: mariadb.Connection) -> None:
         try:

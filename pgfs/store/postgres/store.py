@@ -26,7 +26,7 @@ import psycopg
 from psycopg import sql
 
 from pgfs.store.changeset import Changeset
-from pgfs.store.errors import LeaseLostError, StoreError, StoreUnavailableError
+from pgfs.store.errors import StoreError, StoreUnavailableError
 from pgfs.store.interface import StoreState
 from pgfs.store.postgres import reads, reports
 from pgfs.store.postgres.catalog import FENCE_SQLSTATE, Catalog, check_schema_names
@@ -46,7 +46,7 @@ from pgfs.store.postgres.writer import (
     Writer,
     is_small,
 )
-from pgfs.store.server import QUICK_TRY, NotLanded, ServerStore
+from pgfs.store.server import QUICK_TRY, ServerStore
 
 log = logging.getLogger("pgfs.store")
 
@@ -184,32 +184,13 @@ class PostgresStore(ServerStore):
             _prefer_lz4(conn)
         return conn
 
-    def _after_failure(
-        self,
-        conn: psycopg.Connection,
-        exc: Exception,
-        sent: bool,
-        commit_id: uuid.UUID,
-        pid: int,
-        started: float,
-        expired: bool,
-    ) -> None:
-        """Raise what the failed write means; return only when it landed after all."""
+    def _fence_message(self, exc: BaseException) -> str | None:
         if isinstance(exc, psycopg.Error) and exc.sqlstate == FENCE_SQLSTATE:
-            self._discard_transaction(conn)
-            message = str(exc.diag.message_primary or exc)
-            self._lease.mark_lost(f"{message}; this mount refuses every write. Remount to serve")
-            raise LeaseLostError(message) from exc
-        error = translate(exc, "committing", self.dsn)
-        lost = expired or is_connection_error(exc) or conn.broken or conn.closed
-        if not lost:
-            self._discard_transaction(conn)
-            raise error from exc
-        conn.close()
-        self._writer = None
-        if not sent:
-            raise NotLanded(error) from exc
-        self._lost_after_commit(error, exc, commit_id, pid, started)
+            return str(exc.diag.message_primary or exc)
+        return None
+
+    def _lost_connection(self, conn: psycopg.Connection, exc: BaseException) -> bool:
+        return is_connection_error(exc) or conn.broken or conn.closed
 
     def _discard_transaction(self, conn: psycopg.Connection) -> None:
         try:
