@@ -1,8 +1,11 @@
-"""Fixtures shared by every layer's tests: a real PostgreSQL server and ../shared.
+"""Fixtures shared by every layer's tests: real PostgreSQL and MariaDB servers, ../shared.
 
-One throwaway cluster serves the whole session (started from the installed
-server binaries on a unix socket); each test that asks for `pg_dsn` gets a
-database of its own, so tests never see each other's tables.
+One throwaway PostgreSQL cluster serves the whole session (started from the
+installed server binaries on a unix socket); each test that asks for `pg_dsn`
+gets a database of its own, so tests never see each other's tables. One
+throwaway MariaDB server (tests/support/mariadb_server.py) serves `mariadb_url`:
+its databases are dropped after each test. `store_url` runs a test on both
+backends (the contract suite).
 """
 
 from __future__ import annotations
@@ -19,8 +22,12 @@ import pytest
 from psycopg import sql
 
 from pgfs.store.cluster import EmbeddedCluster
+from tests.support.mariadb_server import MariaDBServer, missing
 
-SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
+SHARED = Path(
+    os.environ.get("PGFS_SHARED_DIR") or Path(__file__).resolve().parent.parent.parent / "shared"
+)
+"""../shared beside the repository; $PGFS_SHARED_DIR elsewhere (a git worktree)."""
 _database_numbers = itertools.count(1)
 
 
@@ -41,6 +48,31 @@ def pg_dsn(pg_cluster: EmbeddedCluster) -> Iterator[str]:
         conn.execute(
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
         )
+
+
+@pytest.fixture(scope="session")
+def mariadb_server() -> Iterator[MariaDBServer]:
+    reason = missing()
+    if reason:
+        pytest.skip(reason)
+    with MariaDBServer.temporary() as server:
+        yield server
+
+
+@pytest.fixture
+def mariadb_url(mariadb_server: MariaDBServer) -> Iterator[str]:
+    """The store URL of the session's MariaDB server (user and password, unix socket);
+    the databases a test made are dropped after it."""
+    yield mariadb_server.url()
+    mariadb_server.reset()
+
+
+@pytest.fixture(params=["postgres", "mariadb"])
+def store_url(request: pytest.FixtureRequest) -> str:
+    """A fresh store's URL on each backend in turn: the contract suite."""
+    if request.param == "mariadb":
+        return request.getfixturevalue("mariadb_url")
+    return request.getfixturevalue("pg_dsn")
 
 
 @pytest.fixture

@@ -60,7 +60,36 @@ def read_dsn_file(path: str | Path, source: str) -> str:
         raise StoreError(f"cannot read the DSN file {path} ({source}): {exc.strerror}") from None
 
 
+def parse_url(dsn: str) -> dict[str, str] | None:
+    """host, port, dbname, user, password and the query options of a `mariadb://` (or
+    `mysql://`) URL, percent-decoded; None for anything else."""
+    from urllib.parse import parse_qsl, unquote, urlsplit
+
+    scheme, sep, _ = dsn.partition("://")
+    if not sep or scheme.lower() not in ("mariadb", "mysql"):
+        return None
+    try:
+        parts = urlsplit(dsn)
+        port = parts.port
+    except ValueError:
+        return None
+    out = dict(parse_qsl(parts.query))
+    for key, value in (
+        ("host", parts.hostname),
+        ("port", str(port) if port else None),
+        ("dbname", unquote(parts.path.lstrip("/"))),
+        ("user", unquote(parts.username) if parts.username else None),
+        ("password", unquote(parts.password) if parts.password is not None else None),
+    ):
+        if value:
+            out[key] = value
+    return out
+
+
 def _parse(dsn: str) -> dict[str, str] | None:
+    url = parse_url(dsn)
+    if url is not None:
+        return url
     try:
         return {k: str(v) for k, v in conninfo_to_dict(dsn).items()}
     except psycopg.Error:
@@ -72,7 +101,7 @@ def redact_dsn(dsn: str) -> str:
     if not dsn:
         return dsn
     parsed = _parse(dsn)
-    if parsed is not None:
+    if parsed is not None and parse_url(dsn) is None:
         if "password" not in parsed:
             return _regex_redact(dsn)
         parsed["password"] = MASK
@@ -102,10 +131,11 @@ def dsn_has_password(dsn: str) -> bool:
 def describe_target(dsn: str) -> str:
     """`host=... port=... dbname=... user=...` of `dsn` (libpq env as fallback), no password."""
     parsed = _parse(dsn) or {}
+    url = parse_url(dsn) is not None
     parts = []
-    for key in _TARGET_KEYS:
+    for key in (*_TARGET_KEYS, "unix_socket") if url else _TARGET_KEYS:
         value = parsed.get(key) or (
-            os.environ.get(_ENV_FALLBACK[key]) if key in _ENV_FALLBACK else None
+            os.environ.get(_ENV_FALLBACK[key]) if key in _ENV_FALLBACK and not url else None
         )
         if value:
             parts.append(f"{key}={value}")
@@ -128,4 +158,5 @@ def describe_connect_error(exc: BaseException, dsn: str) -> str:
     """One line: which server pgfs could not reach, and libpq's reason; never the password."""
     reason = one_line(str(exc)) or type(exc).__name__
     reason = reason.removeprefix("connection failed: ")
-    return scrub(f"cannot connect to PostgreSQL ({describe_target(dsn)}): {reason}", dsn)
+    server = "MariaDB" if parse_url(dsn) is not None else "PostgreSQL"
+    return scrub(f"cannot connect to {server} ({describe_target(dsn)}): {reason}", dsn)

@@ -1,15 +1,16 @@
-"""Import -> export round trips: integrity_check ok and every row equal (values and types)."""
+"""Import -> export round trips: integrity_check ok and every row equal (values and types),
+on every backend (`store_url`: PostgreSQL and MariaDB)."""
 
 from __future__ import annotations
 
-from decimal import Decimal
+from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from pgfs.emulator.exporter import export_file, verify
 from pgfs.emulator.importer import import_file
+from pgfs.store import Store, open_store
 from tests.support.dbgen import build_all_types, build_jellyfin
 from tests.support.invariants import (
     all_rows,
@@ -19,6 +20,26 @@ from tests.support.invariants import (
     integrity,
     open_readonly,
 )
+from tests.support.server_view import ServerView, view_of
+
+TYPE_NAMES = {
+    "postgres": {"text": "text", "integer": "bigint", "real": "double precision"},
+    "mariadb": {"text": "longtext", "integer": "bigint", "real": "double"},
+}
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[Store]:
+    opened = open_store(store_url)
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+@pytest.fixture
+def server(store_url: str) -> ServerView:
+    return view_of(store_url)
 
 
 def roundtrip(store, source: Path, folder: Path) -> Path:
@@ -76,7 +97,9 @@ def test_jellyfin(store, tmp_path: Path, jellyfin_schema, version: str) -> None:
     roundtrip(store, source, tmp_path)
 
 
-def test_rows_are_typed_in_postgresql(store, tmp_path: Path, pg_dsn: str, jellyfin_schema) -> None:
+def test_rows_are_typed_in_the_server(
+    store, tmp_path: Path, server: ServerView, jellyfin_schema
+) -> None:
     source = build_jellyfin(tmp_path / "jellyfin.db", jellyfin_schema("10.11"), items=30)
     import_file(store, source, progress=False)
     conn = open_readonly(source)
@@ -85,45 +108,41 @@ def test_rows_are_typed_in_postgresql(store, tmp_path: Path, pg_dsn: str, jellyf
     ).fetchone()
     (logs,) = conn.execute('SELECT count(*) FROM "ActivityLogs"').fetchone()
     conn.close()
-    with psycopg.connect(pg_dsn) as pg:
-        row = pg.execute(
-            'SELECT "Name", "Data", "IsFolder", _pgfs_inexact FROM jellyfin."BaseItems"'
-            ' WHERE "Id" = %s',
-            (item_id,),
-        ).fetchone()
-        assert row == (name, data, folder, False)
-        types = dict(
-            pg.execute(
-                "SELECT column_name, data_type FROM information_schema.columns"
-                " WHERE table_schema = 'jellyfin' AND table_name = 'BaseItems'"
-            ).fetchall()
+    q = server.quote
+    rows = server.query(
+        f"SELECT {q('Name')}, {q('Data')}, {q('IsFolder')}, _pgfs_inexact"
+        f" FROM {server.table('jellyfin', 'BaseItems')} WHERE {q('Id')} = %s",
+        (item_id,),
+    )
+    assert rows == [(name, data, folder, False)]
+    types = dict(
+        server.query(
+            "SELECT column_name, data_type FROM information_schema.columns"
+            " WHERE table_schema = 'jellyfin' AND table_name = 'BaseItems'"
         )
-        assert types["Id"] == "text"
-        assert types["IsFolder"] == "bigint"
-        assert types["CommunityRating"] == "double precision"
-        assert types["_rowid"] == "bigint"
-        assert pg.execute('SELECT count(*) FROM jellyfin."ActivityLogs"').fetchone() == (logs,)
+    )
+    names = TYPE_NAMES[server.backend]
+    assert types["Id"] == names["text"]
+    assert types["IsFolder"] == names["integer"]
+    assert types["CommunityRating"] == names["real"]
+    assert types["_rowid"] == "bigint"
+    assert server.count("ActivityLogs") == logs
 
 
-def test_lossless_values_in_postgresql(store, tmp_path: Path, pg_dsn: str) -> None:
+def test_lossless_values_in_the_server(store, tmp_path: Path, server: ServerView) -> None:
     source = build_all_types(tmp_path / "src.db")
     import_file(store, source, progress=False)
-    with psycopg.connect(pg_dsn) as pg:
-        # text in an INTEGER column cannot be typed: the row is inexact, its record
-        # (kept for every row) holds the value
-        row = pg.execute(
-            "SELECT i, t, _pgfs_inexact, _pgfs_record IS NOT NULL FROM jellyfin.types"
-            " WHERE id = 200"
-        )
-        assert row.fetchone() == (None, "12", True, True)
-        row = pg.execute(
-            "SELECT dbl, flt, dec, flag, ch, dt, _pgfs_inexact FROM jellyfin.types WHERE id = 301"
-        )
-        # DATETIME has NUMERIC affinity: a date text does not fit numeric
-        assert row.fetchone() == (1.0, 2.5, Decimal("3.14"), 1, "char", None, True)
-        # an integer in a column without type (BLOB affinity) does not fit bytea
-        row = pg.execute("SELECT i, untyped, _pgfs_inexact FROM jellyfin.types WHERE id = 7")
-        assert row.fetchone() == (32767, None, True)
+    # text in an INTEGER column cannot be typed: the row is inexact, its record
+    # (kept for every row) holds the value
+    columns = ["i", "t", "_pgfs_inexact", "_pgfs_record"]
+    ((i, t, inexact, kept),) = server.select("types", columns, "id = 200")
+    assert (i, t, inexact, kept is not None) == (None, "12", True, True)
+    # DATETIME has NUMERIC affinity: a date text does not fit a number
+    columns = ["dbl", "flt", "dec", "flag", "ch", "dt", "_pgfs_inexact"]
+    assert server.select("types", columns, "id = 301") == [(1.0, 2.5, 3.14, 1, "char", None, True)]
+    # an integer in a column without type (BLOB affinity) does not fit a blob column
+    columns = ["i", "untyped", "_pgfs_inexact"]
+    assert server.select("types", columns, "id = 7") == [(32767, None, True)]
     out = tmp_path / "out.db"
     export_file(store, out, progress=False)
     assert_same_database(source, out)

@@ -16,11 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import apsw
-import psycopg
-from psycopg import sql
 
 from pgfs.fuse.mount import is_mounted
 from pgfs.fuse.operations import STATUS_NAME
+from tests.support.server_view import view_of
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -144,15 +143,8 @@ class Client:
 def pg_rows(
     dsn: str, table: str, columns: Sequence[str], rowid: str, schema: str = "jellyfin"
 ) -> list[tuple]:
-    """(rowid, columns...) of a data-schema table, in rowid order."""
-    query = sql.SQL("SELECT {}, {} FROM {}.{} ORDER BY 1").format(
-        sql.Identifier(rowid),
-        sql.SQL(", ").join(sql.Identifier(c) for c in columns),
-        sql.Identifier(schema),
-        sql.Identifier(table),
-    )
-    with psycopg.connect(dsn) as conn:
-        return [tuple(_plain(v) for v in row) for row in conn.execute(query)]
+    """(rowid, columns...) of a data-schema table, in rowid order (either backend)."""
+    return view_of(dsn).select(table, [rowid, *columns], schema=schema)
 
 
 def _plain(value: Any) -> Any:
@@ -170,21 +162,11 @@ def sqlite_rows(client: Client, table: str, columns: Sequence[str]) -> list[tupl
 
 
 def pg_tables(dsn: str, schema: str = "jellyfin") -> set[str]:
-    with psycopg.connect(dsn) as conn:
-        rows = conn.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
-            (schema,),
-        ).fetchall()
-    return {r[0] for r in rows}
+    return view_of(dsn).tables(schema)
 
 
 def commit_log_count(dsn: str, meta: str = "pgfs") -> int:
-    with psycopg.connect(dsn) as conn:
-        row = conn.execute(
-            sql.SQL("SELECT count(*) FROM {}.commit_log").format(sql.Identifier(meta))
-        ).fetchone()
-    assert row is not None
-    return int(row[0])
+    return view_of(dsn).count("commit_log", meta)
 
 
 def drop_page_cache(path: Path | str) -> None:

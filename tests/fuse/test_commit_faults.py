@@ -1,6 +1,7 @@
 """A connection cut at each step of a commit, through a real TCP proxy, in every journal
-mode: afterwards PostgreSQL holds exactly what the application was told, a fresh mount
-passes integrity_check and `pgfs verify` is ok."""
+mode and on every backend (`store_url`: PostgreSQL, MariaDB): afterwards the server holds
+exactly what the application was told, a fresh mount passes integrity_check and
+`pgfs verify` is ok."""
 
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 
-import psycopg
 import pytest
 
-from pgfs.store.cluster import EmbeddedCluster
+from pgfs.store import backend_of
+from pgfs.store.dsn import parse_url
+from tests.support.server_view import view_of
 
 from .helpers import REPO, Client, Mount, assert_all_tables_same
 from .proxy import Cut, FaultProxy
@@ -22,16 +24,23 @@ MODES = ["delete", "truncate", "persist", "wal"]
 
 
 @pytest.fixture
-def proxy(pg_cluster: EmbeddedCluster) -> Iterator[FaultProxy]:
-    with FaultProxy(pg_cluster.port) as running:
+def proxy(store_url: str, request: pytest.FixtureRequest) -> Iterator[FaultProxy]:
+    """A TCP proxy in front of the server `store_url` names."""
+    server = "mariadb_server" if backend_of(store_url) == "mariadb" else "pg_cluster"
+    with FaultProxy(request.getfixturevalue(server).port) as running:
         yield running
 
 
+def _through(proxy: FaultProxy, url: str) -> str:
+    """`url` pointed at the proxy (TCP, 127.0.0.1)."""
+    if backend_of(url) != "mariadb":
+        return proxy.dsn(url)
+    parts = parse_url(url) or {}
+    return f"mariadb://{parts['user']}:{parts['password']}@127.0.0.1:{proxy.port}/"
+
+
 def _count(dsn: str) -> int:
-    with psycopg.connect(dsn) as conn:
-        row = conn.execute("SELECT count(*) FROM jellyfin.t").fetchone()
-    assert row is not None
-    return int(row[0])
+    return view_of(dsn).count("t")
 
 
 def _verify(dsn: str) -> None:
@@ -91,10 +100,10 @@ def test_a_cut_connection_never_disagrees(
     mode: str,
     cut: Cut,
     proxy: FaultProxy,
-    pg_dsn: str,
+    store_url: str,
     mount_factory: Callable[..., Mount],
 ) -> None:
-    mount = mount_factory(proxy.dsn(pg_dsn))
+    mount = mount_factory(_through(proxy, store_url))
     client = _start(mode, mount)
     proxy.arm(cut)
     started = time.monotonic()
@@ -107,30 +116,30 @@ def test_a_cut_connection_never_disagrees(
     if cut is Cut.AFTER_COMMIT:
         assert told
     assert time.monotonic() - started < 25
-    _after(told, client, mount, pg_dsn, mount_factory)
+    _after(told, client, mount, store_url, mount_factory)
 
 
 @pytest.mark.parametrize("mode", ["delete", "wal"])
 def test_a_short_partition_after_commit_is_waited_for(
-    mode: str, proxy: FaultProxy, pg_dsn: str, mount_factory: Callable[..., Mount]
+    mode: str, proxy: FaultProxy, store_url: str, mount_factory: Callable[..., Mount]
 ) -> None:
-    mount = mount_factory(proxy.dsn(pg_dsn))
+    mount = mount_factory(_through(proxy, store_url))
     client = _start(mode, mount)
     proxy.arm(Cut.PARTITION, seconds=4)
     told = _transaction(client)
     assert told
-    _after(told, client, mount, pg_dsn, mount_factory)
+    _after(told, client, mount, store_url, mount_factory)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["delete", "wal"])
 def test_a_long_partition_fails_the_commit_and_undoes_it_if_it_landed(
-    mode: str, proxy: FaultProxy, pg_dsn: str, mount_factory: Callable[..., Mount]
+    mode: str, proxy: FaultProxy, store_url: str, mount_factory: Callable[..., Mount]
 ) -> None:
     """The server got COMMIT, then nothing came through for 35 s: past the bound the
     commit fails (EIO); once the server answers, the mount learns the commit landed and
     undoes it, so PostgreSQL holds what the application was told."""
-    mount = mount_factory(proxy.dsn(pg_dsn))
+    mount = mount_factory(_through(proxy, store_url))
     client = _start(mode, mount)
     proxy.arm(Cut.PARTITION, seconds=35)
     started = time.monotonic()
@@ -141,8 +150,8 @@ def test_a_long_partition_fails_the_commit_and_undoes_it_if_it_landed(
     while proxy.partitioned:
         time.sleep(0.5)
     deadline = time.monotonic() + 10  # the mount asks again every second
-    while _count(pg_dsn) != 10:
+    while _count(store_url) != 10:
         assert time.monotonic() < deadline, "the landed commit was not undone"
         time.sleep(0.2)
-    _after(told, client, mount, pg_dsn, mount_factory)
+    _after(told, client, mount, store_url, mount_factory)
     assert "undoing it" in mount.log()

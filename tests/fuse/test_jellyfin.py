@@ -1,4 +1,5 @@
-"""Jellyfin's schemas, connection settings and maintenance task through a real mount."""
+"""Jellyfin's schemas, connection settings and maintenance task through a real mount, on
+every backend (`store_url`: PostgreSQL and MariaDB, `pgfs mount --dsn URL`)."""
 
 from __future__ import annotations
 
@@ -65,8 +66,13 @@ def _fill(client: Client, rng: random.Random, rows: int) -> None:
 
 @pytest.mark.parametrize("version", ["10.11", "12.0-rc"])
 def test_jellyfin_schema_workload_and_maintenance(
-    mount: Mount, pg_dsn: str, jellyfin_schema: Callable[[str], Path], version: str
+    mount_factory: Callable[..., Mount],
+    store_url: str,
+    jellyfin_schema: Callable[[str], Path],
+    version: str,
 ) -> None:
+    pg_dsn = store_url
+    mount = mount_factory(store_url)
     rng = random.Random(version)
     with Client(mount.db) as client:
         client.script(JELLYFIN_PRAGMAS)

@@ -31,11 +31,13 @@ class Tables:
     rowid: dict[str, str] = field(default_factory=lambda: {"items": "id", "tags": "_rowid"})
 
 
-def assert_same(client: Client, dsn: str, tables: Tables, where: str = "") -> None:
-    """PostgreSQL's typed tables hold exactly what SQLite shows."""
+def assert_same(
+    client: Client, dsn: str, tables: Tables, where: str = "", schema: str = "jellyfin"
+) -> None:
+    """The server's typed tables hold exactly what SQLite shows."""
     for table, columns in tables.columns.items():
         expected = sqlite_rows(client, table, columns)
-        got = pg_rows(dsn, table, columns, tables.rowid[table])
+        got = pg_rows(dsn, table, columns, tables.rowid[table], schema)
         assert got == expected, f"{table} differs from SQLite {where}"
 
 

@@ -1,4 +1,4 @@
-"""Test helpers: read real SQLite files, and build Changesets from them.
+"""Test helpers: read real SQLite files, and build Changesets from them (and by hand).
 
 `changeset_from_file` is a deliberately simple importer (every table walked
 whole, every page recorded); the emulator owns the real one. It lets the
@@ -145,3 +145,77 @@ def apply(store: Store, changeset: Changeset) -> CommitStats:
 def import_file(store: Store, path: Path, parts: int = 1, *, clear: bool = False) -> CommitStats:
     """Write a whole file (as `parts` changesets) in one transaction."""
     return store.write(changeset_from_file(path, parts), source=CommitSource.IMPORT, clear=clear)
+
+
+WAL = CommitSource.WAL
+HDR = header()
+
+
+def make_db(path: Path) -> Path:
+    """A SQLite database with the shapes the store must handle."""
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        """
+        PRAGMA page_size = 1024;
+        CREATE TABLE items (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT, score REAL,
+                            price NUMERIC, data BLOB);
+        CREATE TABLE tags (name TEXT PRIMARY KEY, n INTEGER);
+        CREATE TABLE kv (k TEXT PRIMARY KEY, v REAL) WITHOUT ROWID;
+        CREATE TABLE grown (a TEXT, b INTEGER);
+        CREATE INDEX items_name ON items(name);
+        CREATE VIEW big AS SELECT * FROM items WHERE score > 1;
+        """
+    )
+    for i in range(1, 301):
+        conn.execute(
+            "INSERT INTO items (name, score, price, data) VALUES (?, ?, ?, ?)",
+            (f"item {i}", i / 4, i * 0.99, bytes([i % 256]) * (i * 7)),
+        )
+    conn.execute("INSERT INTO items (name, score) VALUES (?, ?)", ("odd", "not a number"))
+    conn.executemany("INSERT INTO tags VALUES (?, ?)", [(f"tag{i}", i) for i in range(50)])
+    conn.executemany("INSERT INTO kv VALUES (?, ?)", [(f"k{i}", i * 1.5) for i in range(40)])
+    conn.executemany("INSERT INTO grown VALUES (?, ?)", [(f"g{i}", i) for i in range(20)])
+    conn.execute("ALTER TABLE grown ADD COLUMN c REAL DEFAULT 2.5")
+    conn.execute("INSERT INTO grown VALUES ('new', 1, 3.5)")
+    conn.commit()
+    conn.close()
+    return path
+
+
+def entries_for(*creates: str) -> list[SchemaEntry]:
+    """sqlite_schema rows for these CREATE TABLE statements."""
+    out = []
+    for root, text in enumerate(creates, start=2):
+        name = parse_create_table(text).name
+        out.append(SchemaEntry("table", name, name, root, text))
+    return out
+
+
+def table_change(
+    table: str, create: str, inserted: dict[int, bytes], *, updated=None, deleted=None, **kw
+) -> Changeset:
+    """Row changes of `table`; with `create`, the table is created first."""
+    rows = TableRows(table, inserted, updated or {}, deleted or set(), **kw)
+    changeset = Changeset(WAL, HDR, 10, rows={table: rows})
+    if create:
+        changeset.schema = SchemaChange(created=[parse_create_table(create)])
+        changeset.schema_entries = entries_for(create)
+    return changeset
+
+
+def ddl_change(change: SchemaChange, *creates: str, rows: dict | None = None) -> Changeset:
+    return Changeset(WAL, HDR, 10, entries_for(*creates), change, rows=rows or {})
+
+
+def bad_page_changeset(sample: SqliteFile) -> Changeset:
+    changeset = table_change(
+        "u", "CREATE TABLE u (a TEXT)", {i: record(f"x{i}") for i in range(1, 1000)}
+    )
+    changeset.schema.dropped = ["items"]
+    changeset.schema_entries = [e for e in sample.entries() if e.tbl_name != "items"] + entries_for(
+        "CREATE TABLE u (a TEXT)"
+    )
+    changeset.rows["tags"] = TableRows("tags", {}, {1: record("changed", 5)}, {2, 3})
+    changeset.pages = [PageRecord(1, PageKind.TABLE_LEAF, "sqlite_schema", data=b"new")]
+    changeset.pages.append(PageRecord(3, "no-such-kind", None, data=b"bad"))
+    return changeset

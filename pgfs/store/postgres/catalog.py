@@ -23,12 +23,13 @@ import psycopg
 from psycopg import sql
 
 from pgfs.sqlite.errors import FormatError
-from pgfs.sqlite.header import DatabaseHeader
 from pgfs.sqlite.schema import SchemaEntry, has_data_table, table_definitions
 from pgfs.store.changeset import PageKind
 from pgfs.store.errors import StoreConflictError, StoreError
 from pgfs.store.interface import StoreState
 from pgfs.store.postgres import ddl
+from pgfs.store.stored import parse_header as parse_header  # re-exported
+from pgfs.store.stored import state_of
 
 FORMAT_VERSION = "3"
 OLD_FORMATS = ("1", "2")
@@ -99,26 +100,7 @@ class Catalog:
     def load_state(self, conn: psycopg.Connection) -> StoreState:
         if not self.initialised(conn):
             return StoreState.empty()
-        meta = self.meta_values(conn)
-        entries = tuple(self.entries(conn))
-        header_bytes = meta.get("header", (None, None))[1]
-        page_count = int(meta.get("page_count", ("0", None))[0] or 0)
-        commit_seq = int(meta.get("commit_seq", ("0", None))[0] or 0)
-        store_id = meta.get("store_id", ("", None))[0] or ""
-        header = parse_header(header_bytes)
-        if header is None:
-            return StoreState.empty(store_id)
-        return StoreState(
-            bytes(header_bytes or b""),
-            header.page_size,
-            page_count,
-            header.text_encoding,
-            header.schema_format,
-            entries,
-            table_definitions(entries),
-            commit_seq,
-            store_id,
-        )
+        return state_of(self.meta_values(conn), self.entries(conn))
 
     # ------------------------------------------------------------------ creating
 
@@ -261,15 +243,6 @@ def check_server(conn: psycopg.Connection) -> None:
             f"the PostgreSQL database uses encoding {encoding}; pgfs needs UTF8 "
             "(CREATE DATABASE ... ENCODING 'UTF8' TEMPLATE template0)"
         )
-
-
-def parse_header(header: bytes | None) -> DatabaseHeader | None:
-    if not header:
-        return None
-    try:
-        return DatabaseHeader.parse(header)
-    except FormatError as exc:
-        raise StoreError(f"the database header is not valid: {exc}") from None
 
 
 def check_schema_names(meta_schema: str, data_schema: str) -> None:

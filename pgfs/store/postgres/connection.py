@@ -11,13 +11,9 @@ the bound pgfs promises (README "Failures").
 from __future__ import annotations
 
 import contextlib
-import heapq
-import itertools
 import logging
 import os
 import select
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -25,9 +21,10 @@ from typing import Any
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from pgfs.sqlite.errors import FormatError
-from pgfs.store.dsn import describe_connect_error, describe_target, one_line, scrub
+from pgfs.store import deadline
+from pgfs.store.dsn import describe_connect_error
 from pgfs.store.errors import StoreError, StoreUnavailableError
+from pgfs.store.server import translate_error
 
 log = logging.getLogger("pgfs.store")
 
@@ -76,18 +73,14 @@ def is_connection_error(exc: BaseException) -> bool:
 
 def translate(exc: BaseException, doing: str, dsn: str) -> StoreError:
     """A StoreError (StoreUnavailableError for connection trouble) for `exc`, no password."""
-    if isinstance(exc, StoreError):
-        return exc
-    message = scrub(one_line(str(exc)) or type(exc).__name__, dsn)
-    if is_connection_error(exc):
-        return StoreUnavailableError(
-            f"PostgreSQL unavailable ({describe_target(dsn)}) while {doing}: {message}"
-        )
-    if isinstance(exc, psycopg.Error):
-        return StoreError(f"PostgreSQL failed while {doing}: {message}")
-    if isinstance(exc, FormatError):
-        return StoreError(f"{doing}: {message}")
-    return StoreError(f"{doing} failed: {type(exc).__name__}: {message}")
+    return translate_error(
+        exc,
+        doing,
+        dsn,
+        server="PostgreSQL",
+        lost=is_connection_error(exc),
+        reported=isinstance(exc, psycopg.Error),
+    )
 
 
 def connect(
@@ -117,82 +110,13 @@ def has_news(conn: psycopg.Connection) -> bool:
     return bool(readable)
 
 
-class _Watchdog:
-    """One thread for every `Deadline` of the process: a heap of (when, deadline)."""
-
-    def __init__(self) -> None:
-        self._heap: list[tuple[float, int, Deadline]] = []
-        self._cond = threading.Condition()
-        self._numbers = itertools.count()
-        self._thread: threading.Thread | None = None
-
-    def watch(self, deadline: Deadline) -> None:
-        with self._cond:
-            earliest = self._heap[0][0] if self._heap else None
-            heapq.heappush(self._heap, (deadline.at, next(self._numbers), deadline))
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="pgfs-deadlines", daemon=True
-                )
-                self._thread.start()
-            if earliest is None or deadline.at < earliest:
-                # The thread sleeps until the earliest deadline; a later one can wait
-                # (waking it for every statement cost a commit a thread switch).
-                self._cond.notify()
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._heap:
-                    self._cond.wait()
-                at, _, deadline = self._heap[0]
-                now = time.monotonic()
-                if at > now:
-                    self._cond.wait(at - now)
-                    continue
-                heapq.heappop(self._heap)
-            if deadline.active:
-                deadline.expire()
-
-
-_WATCHDOG = _Watchdog()
-
-
-class Deadline:
-    """Bound a block of statements on one connection in time.
-
-    When `seconds` pass, the connection's socket is shut down (from the one
-    watchdog thread): whatever call is blocked on it (a COMMIT whose answer
-    never comes, a partition that drops packets) fails at once with a
-    connection error. The connection is then unusable and must be discarded.
-    """
+class Deadline(deadline.Deadline):
+    """Bound a block of statements on one PostgreSQL connection in time
+    (`pgfs.store.deadline`): when `seconds` pass, its socket is shut down."""
 
     def __init__(self, conn: psycopg.Connection, seconds: float) -> None:
+        super().__init__(lambda: conn.pgconn.socket, seconds, "PostgreSQL")
         self.conn = conn
-        self.seconds = max(0.0, seconds)
-        self.at = 0.0
-        self.expired = False
-        self.active = False
-
-    def __enter__(self) -> Deadline:
-        self.at = time.monotonic() + self.seconds
-        self.active = True
-        _WATCHDOG.watch(self)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.active = False
-
-    def expire(self) -> None:
-        self.expired = True
-        with contextlib.suppress(Exception):
-            fd = self.conn.pgconn.socket
-            sock = socket.socket(fileno=os.dup(fd))
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            finally:
-                sock.close()
-        log.warning("a PostgreSQL call took longer than %.1f s: connection cut", self.seconds)
 
 
 class ReadPool:

@@ -14,10 +14,10 @@ from psycopg import sql
 from pgfs.sqlite.header import TextEncoding
 from pgfs.sqlite.schema import TableDefinition
 from pgfs.store.changeset import PageKind, PageRecord
-from pgfs.store.errors import StoreError
 from pgfs.store.interface import LeafRow
 from pgfs.store.postgres import ddl
 from pgfs.store.postgres.catalog import Catalog
+from pgfs.store.stored import rowid_layout as rowid_layout  # re-exported
 from pgfs.store.values import HIDDEN_FIELDS, HIDDEN_RECORD, TableLayout, layout_of, payload_from_pg
 
 FETCH_SIZE = 2_000
@@ -51,22 +51,12 @@ def pages_of(conn: psycopg.Connection, catalog: Catalog, owner: str) -> list[Pag
         return [_record(row) for row in cur]
 
 
-def rowid_layout(tables: dict[str, TableDefinition], table: str) -> TableLayout:
-    definition = tables.get(table)
-    if definition is None:
-        raise StoreError(f"table {table!r} keeps no rows in the store")
-    layout = layout_of(definition)
-    if layout.rowid_column is None:
-        raise StoreError(f"table {table!r} is WITHOUT ROWID: its pages are raw, not rendered")
-    return layout
-
-
 def _typed_columns(layout: TableLayout, alias: str = "t") -> sql.Composed:
     names = [c.name for c in layout.columns] + [HIDDEN_RECORD, HIDDEN_FIELDS]
     return sql.SQL(", ").join(sql.Identifier(alias, n) for n in names)
 
 
-def leaf_rows(
+def leaf_rows_of(
     conn: psycopg.Connection,
     catalog: Catalog,
     requests: list[tuple[TableLayout, list[tuple[int, int]]]],

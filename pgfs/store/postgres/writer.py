@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import os
-import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
@@ -30,11 +29,11 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from pgfs.sqlite.header import HEADER_SIZE, DatabaseHeader, TextEncoding
-from pgfs.sqlite.schema import SchemaEntry, TableDefinition, table_definitions
+from pgfs.sqlite.header import TextEncoding
+from pgfs.sqlite.schema import SchemaEntry, TableDefinition
 from pgfs.store.changeset import Changeset, PageRecord, SchemaChange, TableRows
+from pgfs.store.commit import WriterFrame
 from pgfs.store.errors import StoreError
-from pgfs.store.interface import CommitStats
 from pgfs.store.postgres import ddl
 from pgfs.store.postgres.catalog import Catalog
 from pgfs.store.values import (
@@ -125,17 +124,7 @@ def is_small(part: Changeset) -> bool:
     return len(part.pages) <= 4 * SMALL_BATCH and len(part.chains) <= SMALL_BATCH
 
 
-def _shape(table: TableDefinition) -> tuple:
-    """What the data table of `table` looks like: columns, types, rowid, record order."""
-    layout = layout_of(table)
-    return (
-        tuple((c.name, c.affinity) for c in layout.columns),
-        layout.rowid_column,
-        layout.record_order,
-    )
-
-
-class Writer:
+class Writer(WriterFrame):
     """Applies the parts of one write; the caller owns the transaction."""
 
     _names = itertools.count(1)
@@ -147,17 +136,11 @@ class Writer:
         context: WriteContext,
         tables: dict[str, TableDefinition],
     ) -> None:
+        super().__init__(context, tables)
         self.conn = conn
         self.out = out
-        self.context = context
-        self.catalog = context.catalog
-        self.tables = dict(tables)
-        self.stats = CommitStats(source=context.source, commit_seq=context.seq)
         self._refilled: set[str] = set()
         self._bulk_loaded: dict[tuple[str, str], int] = {}
-        self._last: Changeset | None = None
-        self.entries: list[SchemaEntry] | None = None
-        """The new sqlite_schema when this write changed it."""
 
     # -------------------------------------------------------------- the frame
 
@@ -166,29 +149,6 @@ class Writer:
             ("fence",), lambda: sql.SQL("SELECT {}(%s)").format(self.catalog.meta("fence"))
         )
         self.out.execute(query, (self.context.epoch,))
-
-    def apply(self, part: Changeset) -> None:
-        header = DatabaseHeader.parse(part.header)
-        encoding, fmt = header.text_encoding, header.schema_format
-        self._apply_schema(part.schema, encoding, fmt)
-        if part.schema_entries is not None or not part.schema.is_empty():
-            self._check_schema(part.schema_entries)
-        for key, rows in part.rows.items():
-            definition = self.tables.get(rows.table or key)
-            if definition is None:
-                raise StoreError(f"rows for table {rows.table or key!r}, which has no data table")
-            self._apply_rows(definition, rows, encoding, fmt)
-        self._apply_chains(part.chains)
-        self.stats.pages += self._apply_pages(part.pages, part.removed_pages_from)
-        if part.schema_entries is not None:
-            self._apply_schema_mirror(part.schema_entries)
-            self.entries = list(part.schema_entries)
-        self._last = part
-
-    def final_part(self) -> Changeset:
-        if self._last is None:
-            raise StoreError("a write with no parts")
-        return self._last
 
     def finish(self) -> None:
         """The meta rows of the last part, ANALYZE after bulk loads, the commit-log row."""
@@ -280,39 +240,6 @@ class Writer:
             self.tables[definition.name] = definition
         for old, new in change.altered:
             self._apply_alter(self.tables.get(new.name, old), new, encoding, fmt)
-
-    def _check_schema(self, entries: list[SchemaEntry] | None) -> None:
-        """The data tables after the DDL must be exactly those sqlite_schema describes,
-        column for column: otherwise rendering would disagree with SQLite. A mismatch
-        is an error in the changeset, and nothing of it is applied."""
-        if entries is None:
-            return
-        expected = table_definitions(entries)
-        problems = sorted(set(self.tables) ^ set(expected))
-        for name in sorted(set(self.tables) & set(expected)):
-            if _shape(self.tables[name]) != _shape(expected[name]):
-                problems.append(name)
-        if problems:
-            raise StoreError(
-                "the schema change does not match sqlite_schema for "
-                + ", ".join(repr(p) for p in sorted(set(problems))[:10])
-            )
-        self.tables = expected
-
-    def _apply_renames(self, renames: list[tuple[str, str]]) -> None:
-        renames = [(old, new) for old, new in renames if old != new]
-        if not renames:
-            return
-        olds = {old for old, _ in renames}
-        if any(new in olds for _, new in renames):
-            parked = [(old, self._temp_name("rename")) for old, _ in renames]
-            for old, temp in parked:
-                self._rename(old, temp)
-            for (_, temp), (_, new) in zip(parked, renames, strict=True):
-                self._rename(temp, new)
-        else:
-            for old, new in renames:
-                self._rename(old, new)
 
     def _rename(self, old: str, new: str) -> None:
         definition = self.tables.pop(old, None)
@@ -674,15 +601,7 @@ class Writer:
         )
 
     def _apply_meta(self, part: Changeset) -> None:
-        header = DatabaseHeader.parse(part.header)
-        values = [
-            ("header", None, bytes(part.header[:HEADER_SIZE])),
-            ("page_count", str(part.page_count), None),
-            ("page_size", str(header.page_size), None),
-            ("text_encoding", header.text_encoding.name, None),
-            ("schema_format", str(header.schema_format), None),
-            ("commit_seq", str(self.context.seq), None),
-        ]
+        values = self._meta_rows(part)
         self.out.execute(
             self._sql(
                 ("meta",),
@@ -696,9 +615,6 @@ class Writer:
         )
 
     def _log_commit(self) -> None:
-        stats = self.stats
-        context = self.context
-        ms = (time.perf_counter() - context.started) * 1000
         self.out.execute(
             self._sql(
                 ("log",),
@@ -707,16 +623,5 @@ class Writer:
                     " pages, ms, tables) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
                 ).format(self.catalog.meta("commit_log")),
             ),
-            (
-                context.commit_id,
-                context.seq,
-                context.epoch,
-                context.source,
-                stats.total_inserted,
-                stats.total_updated,
-                stats.total_deleted,
-                stats.pages,
-                ms,
-                Jsonb(stats.per_table()),
-            ),
+            self._log_row(self.context.commit_id, Jsonb(self.stats.per_table())),
         )
