@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,10 +13,8 @@ from click.testing import CliRunner
 
 from pgfs.cli import cli
 from pgfs.store.dsn import parse_url
+from tests.support.dbgen import build_all_types
 from tests.support.server_view import view_of
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "emulator"))
-from dbgen import build_all_types
 
 
 def run(*args: object):
