@@ -19,6 +19,26 @@ from pgfs.store.errors import StoreError
 from pgfs.store.interface import CommitStats
 from pgfs.store.stored import tables_after
 
+PAGE_COLUMNS = ["pgno", "kind", "owner", "lo", "hi", "seq", "data"]
+"""The columns of the pages meta table, in the order `page_rows` gives them."""
+
+
+def page_rows(pages: list[PageRecord]) -> list[tuple[Any, ...]]:
+    """The pages meta rows for `pages`, one per page number (the last record of a page
+    number wins), in the order of PAGE_COLUMNS."""
+    rows = {}
+    for page in pages:
+        rows[page.pgno] = (
+            page.pgno,
+            str(page.kind),
+            page.owner,
+            page.lo,
+            page.hi,
+            page.seq,
+            None if page.data is None else bytes(page.data),
+        )
+    return list(rows.values())
+
 
 class WriterFrame:
     """Applies the parts of one write in order; the caller owns the transaction."""
