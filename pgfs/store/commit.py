@@ -9,7 +9,9 @@ sqlite_schema, the table definitions, the counts).
 
 from __future__ import annotations
 
+import itertools
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from pgfs.sqlite.header import HEADER_SIZE, DatabaseHeader, TextEncoding
@@ -70,6 +72,25 @@ class WriterFrame:
             self._apply_schema_mirror(part.schema_entries)
             self.entries = list(part.schema_entries)
         self._last = part
+
+    def apply_all(self, first: Changeset, rest: Iterable[Changeset], clear: bool) -> None:
+        """The whole of one write inside the caller's transaction: the fence, the store
+        emptied when `clear`, every part in order, then the commit log and meta rows."""
+        self.fence()
+        if clear:
+            self.clear()
+        for part in itertools.chain((first,), rest):
+            self.apply(part)
+        self.finish()
+
+    def fence(self) -> None:
+        raise NotImplementedError
+
+    def clear(self) -> None:
+        raise NotImplementedError
+
+    def finish(self) -> None:
+        raise NotImplementedError
 
     def final_part(self) -> Changeset:
         if self._last is None:
