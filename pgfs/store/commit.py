@@ -9,7 +9,9 @@ sqlite_schema, the table definitions, the counts).
 
 from __future__ import annotations
 
+import itertools
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from pgfs.sqlite.header import HEADER_SIZE, DatabaseHeader, TextEncoding
@@ -18,6 +20,26 @@ from pgfs.store.changeset import Changeset, PageRecord, SchemaChange, TableRows
 from pgfs.store.errors import StoreError
 from pgfs.store.interface import CommitStats
 from pgfs.store.stored import tables_after
+
+PAGE_COLUMNS = ["pgno", "kind", "owner", "lo", "hi", "seq", "data"]
+"""The columns of the pages meta table, in the order `page_rows` gives them."""
+
+
+def page_rows(pages: list[PageRecord]) -> list[tuple[Any, ...]]:
+    """The pages meta rows for `pages`, one per page number (the last record of a page
+    number wins), in the order of PAGE_COLUMNS."""
+    rows = {}
+    for page in pages:
+        rows[page.pgno] = (
+            page.pgno,
+            str(page.kind),
+            page.owner,
+            page.lo,
+            page.hi,
+            page.seq,
+            None if page.data is None else bytes(page.data),
+        )
+    return list(rows.values())
 
 
 class WriterFrame:
@@ -50,6 +72,25 @@ class WriterFrame:
             self._apply_schema_mirror(part.schema_entries)
             self.entries = list(part.schema_entries)
         self._last = part
+
+    def apply_all(self, first: Changeset, rest: Iterable[Changeset], clear: bool) -> None:
+        """The whole of one write inside the caller's transaction: the fence, the store
+        emptied when `clear`, every part in order, then the commit log and meta rows."""
+        self.fence()
+        if clear:
+            self.clear()
+        for part in itertools.chain((first,), rest):
+            self.apply(part)
+        self.finish()
+
+    def fence(self) -> None:
+        raise NotImplementedError
+
+    def clear(self) -> None:
+        raise NotImplementedError
+
+    def finish(self) -> None:
+        raise NotImplementedError
 
     def final_part(self) -> Changeset:
         if self._last is None:

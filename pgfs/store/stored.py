@@ -52,6 +52,24 @@ def state_of(meta: MetaValues, entries: Iterable[SchemaEntry]) -> StoreState:
     )
 
 
+def commit_log_entry(row: Any, tables: Any) -> dict[str, Any]:
+    """One commit_log row (id, seq, committed_at, source, inserted, updated, deleted,
+    pages, ms, ...) as the `pgfs inspect` report lists it; `tables` is its decoded
+    tables column, which each backend reads back in its own way."""
+    return {
+        "id": row[0],
+        "seq": row[1],
+        "committed_at": row[2].isoformat(),
+        "source": row[3],
+        "inserted": row[4],
+        "updated": row[5],
+        "deleted": row[6],
+        "pages": row[7],
+        "ms": round(row[8], 3),
+        "tables": tables,
+    }
+
+
 def inspect_report(
     meta: MetaValues,
     page_counts: Iterable[tuple[str | None, str, int]],

@@ -10,7 +10,7 @@ import mariadb
 from pgfs.sqlite.schema import table_definitions
 from pgfs.store.mariadb.catalog import Catalog
 from pgfs.store.mariadb.connection import quote
-from pgfs.store.stored import inspect_report
+from pgfs.store.stored import commit_log_entry, inspect_report
 from pgfs.store.values import HIDDEN_FIELDS, HIDDEN_INEXACT, HIDDEN_RECORD
 
 LAST_COMMITS = 10
@@ -37,19 +37,5 @@ def inspect(conn: mariadb.Connection, catalog: Catalog) -> dict[str, Any]:
         "SELECT id, seq, committed_at, source, inserted, updated, deleted, pages, ms, tables"
         f" FROM {catalog.meta('commit_log')} ORDER BY id DESC LIMIT {LAST_COMMITS}"
     )
-    last = [
-        {
-            "id": row[0],
-            "seq": row[1],
-            "committed_at": row[2].isoformat(),
-            "source": row[3],
-            "inserted": row[4],
-            "updated": row[5],
-            "deleted": row[6],
-            "pages": row[7],
-            "ms": round(row[8], 3),
-            "tables": json.loads(row[9]),
-        }
-        for row in cur.fetchall()
-    ]
+    last = [commit_log_entry(row, json.loads(row[9])) for row in cur.fetchall()]
     return inspect_report(catalog.meta_values(conn), page_counts, definitions, counts, last)

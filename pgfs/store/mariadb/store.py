@@ -18,7 +18,6 @@ write or read (`catalog.recover`).
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
 import time
 import uuid
@@ -208,12 +207,7 @@ class MariaDBStore(ServerStore):
         try:
             with deadline:
                 conn.begin()
-                writer.fence()
-                if clear:
-                    writer.clear()
-                for part in itertools.chain((first,), rest):
-                    writer.apply(part)
-                writer.finish()
+                writer.apply_all(first, rest, clear)
                 sent = True
                 conn.commit()
         except Exception as exc:

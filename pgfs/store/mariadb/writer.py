@@ -33,7 +33,7 @@ from pgfs.sqlite.header import TextEncoding
 from pgfs.sqlite.schema import Affinity, SchemaEntry, TableDefinition
 from pgfs.store.alter import alter_plan
 from pgfs.store.changeset import Changeset, PageRecord, SchemaChange, TableRows
-from pgfs.store.commit import WriterFrame
+from pgfs.store.commit import PAGE_COLUMNS, WriterFrame, page_rows
 from pgfs.store.errors import StoreError
 from pgfs.store.mariadb import ddl, reads
 from pgfs.store.mariadb.catalog import Catalog, DdlSteps
@@ -52,7 +52,6 @@ from pgfs.store.values import (
 BATCH_ROWS = 1_000
 BATCH_BYTES = 4 << 20
 """Rows per executemany, and about how many bytes (under the server's max_allowed_packet)."""
-PAGE_COLUMNS = ["pgno", "kind", "owner", "lo", "hi", "seq", "data"]
 EXACT_INT = 1 << 53
 KEPT_META_KEYS = ("format", "lease_epoch", "lease_holder", "commit_seq", "store_id")
 
@@ -439,22 +438,12 @@ class Writer(WriterFrame):
         )
 
     def _apply_pages(self, pages: list[PageRecord], removed_from: int | None) -> int:
-        rows = {}
-        for page in pages:
-            rows[page.pgno] = (
-                page.pgno,
-                str(page.kind),
-                page.owner,
-                page.lo,
-                page.hi,
-                page.seq,
-                None if page.data is None else bytes(page.data),
-            )
+        rows = page_rows(pages)
         updates = ", ".join(f"{c} = VALUES({c})" for c in PAGE_COLUMNS[1:])
         self._executemany(
             f"INSERT INTO {self.catalog.meta('pages')} ({', '.join(PAGE_COLUMNS)})"
             f" VALUES ({', '.join('?' * len(PAGE_COLUMNS))}) ON DUPLICATE KEY UPDATE {updates}",
-            rows.values(),
+            rows,
         )
         if removed_from is not None:
             self.cur.execute(

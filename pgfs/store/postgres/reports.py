@@ -9,7 +9,7 @@ from psycopg import sql
 
 from pgfs.sqlite.schema import table_definitions
 from pgfs.store.postgres.catalog import Catalog
-from pgfs.store.stored import inspect_report
+from pgfs.store.stored import commit_log_entry, inspect_report
 from pgfs.store.values import HIDDEN_FIELDS, HIDDEN_INEXACT, HIDDEN_RECORD
 
 LAST_COMMITS = 10
@@ -45,18 +45,7 @@ def inspect(conn: psycopg.Connection, catalog: Catalog) -> dict[str, Any]:
 
 def _last_commits(conn: psycopg.Connection, catalog: Catalog) -> list[dict[str, Any]]:
     return [
-        {
-            "id": row[0],
-            "seq": row[1],
-            "committed_at": row[2].isoformat(),
-            "source": row[3],
-            "inserted": row[4],
-            "updated": row[5],
-            "deleted": row[6],
-            "pages": row[7],
-            "ms": round(row[8], 3),
-            "tables": row[9],
-        }
+        commit_log_entry(row, row[9])
         for row in conn.execute(
             sql.SQL(
                 "SELECT id, seq, committed_at, source, inserted, updated, deleted, pages, ms,"

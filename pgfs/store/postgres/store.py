@@ -16,7 +16,6 @@ outcome unknown (CommitOutcomeUnknownError); `commit_landed` answers later.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import time
 import uuid
@@ -154,12 +153,7 @@ class PostgresStore(ServerStore):
                         conn.execute("COMMIT", prepare=False)
                 else:
                     conn.execute("BEGIN", prepare=False)
-                    writer.fence()
-                    if clear:
-                        writer.clear()
-                    for part in itertools.chain((first,), rest):
-                        writer.apply(part)
-                    writer.finish()
+                    writer.apply_all(first, rest, clear)
                     sent = True
                     conn.execute("COMMIT", prepare=False)
         except Exception as exc:

@@ -32,7 +32,7 @@ from psycopg.types.json import Jsonb
 from pgfs.sqlite.header import TextEncoding
 from pgfs.sqlite.schema import SchemaEntry, TableDefinition
 from pgfs.store.changeset import Changeset, PageRecord, SchemaChange, TableRows
-from pgfs.store.commit import WriterFrame
+from pgfs.store.commit import PAGE_COLUMNS, WriterFrame, page_rows
 from pgfs.store.errors import StoreError
 from pgfs.store.postgres import ddl
 from pgfs.store.postgres.catalog import Catalog
@@ -52,7 +52,6 @@ SMALL_BATCH = 256
 DELETE_CHUNK = 50_000
 ANALYZE_ROWS = 10_000
 FETCH_SIZE = 2_000
-PAGE_COLUMNS = ["pgno", "kind", "owner", "lo", "hi", "seq", "data"]
 PAGE_TYPES = ["int8", "text", "text", "int8", "int8", "int4", "bytea"]
 
 
@@ -568,18 +567,8 @@ class Writer(WriterFrame):
         )
 
     def _apply_pages(self, pages: list[PageRecord], removed_from: int | None) -> int:
-        rows = {}
-        for page in pages:
-            rows[page.pgno] = (
-                page.pgno,
-                str(page.kind),
-                page.owner,
-                page.lo,
-                page.hi,
-                page.seq,
-                None if page.data is None else bytes(page.data),
-            )
-        self._upsert_meta_table("pages", PAGE_COLUMNS, ["pgno"], PAGE_TYPES, list(rows.values()))
+        rows = page_rows(pages)
+        self._upsert_meta_table("pages", PAGE_COLUMNS, ["pgno"], PAGE_TYPES, rows)
         if removed_from is not None:
             self.out.execute(
                 sql.SQL("DELETE FROM {} WHERE pgno >= %s").format(self.catalog.meta("pages")),
