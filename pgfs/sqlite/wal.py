@@ -107,6 +107,13 @@ class WalFrameHeader:
         """A commit frame: its "database size after commit" is not zero."""
         return self.commit_size != 0
 
+    @property
+    def is_unsalted(self) -> bool:
+        """Salts and checksums all zero: SQLite wrote the frame while it meant to
+        rewrite the headers after the commit frame (wal.c `walEncodeFrame` with
+        `iReCksum` set)."""
+        return self.salt1 == self.salt2 == self.checksum1 == self.checksum2 == 0
+
 
 @lru_cache(maxsize=16)
 def _word_format(n_words: int, big_endian: bool) -> struct.Struct:

@@ -504,6 +504,7 @@ class DatabaseFile:
             source,
             self.stats.last_error,
         )
+        log.debug("%s: where the commit failed", self.name, exc_info=exc)
 
     def memory_bytes(self) -> int:
         """Bytes of side files, overlay and pre-images held in memory (the rest spilled)."""

@@ -20,7 +20,9 @@ and SQLite itself rewrites parts of frames:
 
 The test is therefore SQLite's own (walDecodeFrame): frames are valid when
 their salts equal the header's and their checksums chain from the previous
-valid frame. A commit is the moment the frames after the last commit frame
+valid frame.
+
+A commit is the moment the frames after the last commit frame
 form a valid chain that ends in a commit frame ("database size after
 commit" not zero): whatever write completes that chain — the commit frame's
 last byte, or the checksum rewrite of its header — is the commit point, and
@@ -29,6 +31,22 @@ commit. Stale bytes from a rolled-back transaction cannot pass for new ones
 (the checksum covers every byte of the page). Frames before `committed_end`
 change nothing when rewritten; repeated commit frames are transactions that
 change nothing.
+
+One exception follows SQLite 3.40 rather than its recovery: `ROLLBACK TO` a
+savepoint, after the transaction spilled frames and overwrote one in place,
+drops those frames but not the memory of the overwrite (`iReCksum`; later
+releases reset it there). The frames SQLite appends after it keep zero salts
+and checksums ("unsalted"); the rewrite after the commit frame starts at the
+stale frame, or does not run at all when the stale frame lies past the
+commit frame. SQLite itself takes the transaction as committed (its
+wal-index lists the frames), so the mount must too. Unsalted frames are
+therefore accepted where a valid chain leads to them, and an unsalted commit
+frame commits with the write that completes its page (the bytes cannot tell
+whether a rewrite follows). A salted frame after unsalted ones continues
+SQLite's chain in memory: that of the last salted frame before them. After
+an ordinary in-place overwrite the chain is broken at the overwritten frame
+(its page no longer matches its checksum), so the unsalted frames after it
+are not reached and the commit waits for the rewrite as before.
 """
 
 from __future__ import annotations
@@ -96,6 +114,24 @@ class WalUndo:
     verified_end: int
 
 
+@dataclass(frozen=True)
+class UnsaltedRun:
+    """Frames [first, end) verified as unsalted (module docstring), and the checksum
+    of the salted frame (or WAL header) before them."""
+
+    first: int
+    end: int
+    chain_before: tuple[int, int]
+
+    def cut(self, first_touched: int, last_touched: int) -> UnsaltedRun | None:
+        """The run after a write to frames [first_touched, last_touched]."""
+        if last_touched < self.first or first_touched >= self.end:
+            return self
+        if first_touched <= self.first:
+            return None
+        return UnsaltedRun(self.first, first_touched, self.chain_before)
+
+
 def parse_wal_header(data: SpillBuffer) -> WalHeader | None:
     """The WAL header when its 32 bytes are there and valid (magic, version, checksum)."""
     if len(data) < WAL_HEADER_SIZE:
@@ -120,6 +156,11 @@ class WalLog:
         self.verified_end = 0
         """Frames [committed_end, verified_end) are valid (salts, checksum chain)."""
         self.commits = 0
+        self._last_write_end = 0
+        """End offset of the last write: an unsalted commit frame commits when it ends there."""
+        self._run: UnsaltedRun | None = None
+        """The unsalted frames verified last, so that rewrites of the headers before them do
+        not verify them again (a rewrite of n headers stays linear)."""
 
     @property
     def frame_size(self) -> int:
@@ -143,6 +184,7 @@ class WalLog:
             verified_end=self.verified_end,
         )
         self.data.write(offset, data)
+        self._last_write_end = offset + length
         restarted = False
         if offset < WAL_HEADER_SIZE:
             restarted = self._reread_header()
@@ -150,6 +192,8 @@ class WalLog:
             # Frames this write touched must be verified again.
             touched = self._frame_index(offset)
             self.verified_end = max(self.committed_end, min(self.verified_end, touched))
+            if self._run is not None:
+                self._run = self._run.cut(touched, self._frame_index(offset + length - 1))
         return undo, restarted
 
     def undo(self, undo: WalUndo) -> None:
@@ -159,6 +203,7 @@ class WalLog:
         self.header = undo.header
         self.committed_end = undo.committed_end
         self.verified_end = undo.verified_end
+        self._run = None
 
     def truncate(self, size: int) -> bool:
         """ftruncate; returns True when the WAL was reset (cut below its header)."""
@@ -169,12 +214,14 @@ class WalLog:
         if self.header is not None:
             whole = max(0, (size - WAL_HEADER_SIZE) // self.frame_size)
             self.verified_end = max(self.committed_end, min(self.verified_end, whole))
+            self._run = None
         return False
 
     def _reset(self, header: WalHeader | None) -> None:
         self.header = header
         self.committed_end = 0
         self.verified_end = 0
+        self._run = None
 
     def _reread_header(self) -> bool:
         header = parse_wal_header(self.data)
@@ -192,6 +239,7 @@ class WalLog:
             return True
         self.header = header
         self.verified_end = self.committed_end
+        self._run = None
         return False
 
     # --- detection ------------------------------------------------------------------
@@ -200,27 +248,51 @@ class WalLog:
         start = frame_offset(index, self.frame_size - WAL_FRAME_HEADER_SIZE)
         return WalFrameHeader.parse(self.data.read(start, WAL_FRAME_HEADER_SIZE))
 
-    def _chain_start(self) -> tuple[int, int]:
-        """The checksum the frame at `verified_end` continues from."""
+    def _stored_chain(self, index: int) -> tuple[int, int]:
+        """The checksum stored in the header of frame `index` (-1: the WAL header's)."""
         assert self.header is not None
-        if self.verified_end == 0:
+        if index < 0:
             return self.header.checksum1, self.header.checksum2
-        previous = self._frame_header(self.verified_end - 1)
-        return previous.checksum1, previous.checksum2
+        frame = self._frame_header(index)
+        return frame.checksum1, frame.checksum2
+
+    def _chain_start(self, index: int) -> tuple[int, int]:
+        """The checksum a salted frame at `index` continues from: the one stored before
+        it, or after unsalted frames SQLite's chain in memory, that of the last salted
+        frame before them (module docstring)."""
+        before = index - 1
+        run = self._run
+        if run is not None and run.first <= before < run.end:
+            return run.chain_before
+        while before >= 0 and self._frame_header(before).is_unsalted:
+            before -= 1
+        return self._stored_chain(before)
 
     def _verify_next(self) -> WalFrameHeader | None:
         """Verify the frame at `verified_end`; its header if valid (then verified_end moves)."""
         header = self.header
         assert header is not None
         index = self.verified_end
+        run = self._run
+        if run is not None and run.first <= index < run.end - 1:
+            self.verified_end = run.end - 1  # unchanged unsalted frames: known valid
+            index = self.verified_end
         start = frame_offset(index, header.page_size)
         if start + self.frame_size > len(self.data):
             return None
         raw = self.data.read(start, self.frame_size)
         frame = WalFrameHeader.parse(raw)
-        if frame.pgno == 0 or (frame.salt1, frame.salt2) != (header.salt1, header.salt2):
+        if frame.pgno == 0:
             return None
-        s1, s2 = self._chain_start()
+        if frame.is_unsalted:
+            if frame.is_commit and self._last_write_end != start + self.frame_size:
+                return None
+            self._note_unsalted(index)
+            self.verified_end = index + 1
+            return frame
+        if (frame.salt1, frame.salt2) != (header.salt1, header.salt2):
+            return None
+        s1, s2 = self._chain_start(index)
         big = header.big_endian_checksums
         s1, s2 = wal_checksum(raw[:8], s1, s2, big)
         s1, s2 = wal_checksum(raw[WAL_FRAME_HEADER_SIZE:], s1, s2, big)
@@ -228,6 +300,17 @@ class WalLog:
             return None
         self.verified_end = index + 1
         return frame
+
+    def _note_unsalted(self, index: int) -> None:
+        run = self._run
+        if run is not None and run.end == index:
+            self._run = UnsaltedRun(run.first, index + 1, run.chain_before)
+        elif run is None or not run.first <= index < run.end:
+            before = index - 1
+            if before >= 0 and self._frame_header(before).is_unsalted:
+                self._run = None  # the start of this run is not known: no memo
+                return
+            self._run = UnsaltedRun(index, index + 1, self._stored_chain(before))
 
     def pending_commit(self) -> WalTransaction | None:
         """The transaction whose frames now form a valid chain ending in a commit frame.

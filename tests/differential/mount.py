@@ -153,6 +153,29 @@ def pgfs_verify(dsn: str, timeout: float = 300.0) -> VerifyResult:
     return VerifyResult(done.returncode == 0, (done.stdout + done.stderr).strip())
 
 
+def pgfs_export(dsn: str, out: Path, timeout: float = 300.0) -> VerifyResult:
+    """`pgfs export`: the database as the store holds it, written to `out`."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pgfs",
+            "export",
+            "--force",
+            "--no-progress",
+            "--dsn",
+            dsn,
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=timeout,
+        check=False,
+    )
+    return VerifyResult(done.returncode == 0, (done.stdout + done.stderr).strip())
+
+
 @dataclass
 class FreshDatabases:
     """Empty PostgreSQL databases on one server, dropped after use."""

@@ -7,8 +7,9 @@ transaction): the state a new connection reads (`fingerprint.py`: schema, every
 table's content with storage classes, integrity_check, page and freelist counts),
 the mount's side read with the kernel's cached pages dropped so pgfs renders them
 from PostgreSQL. Every `verify_every` such transactions and at the end: `pgfs
-verify` on the store. At the end, after both connections closed: once more, and
-again after an unmount and a fresh mount.
+verify` on the store, and the store exported and compared with the local file.
+At the end, after both connections closed: once more, and again after an
+unmount and a fresh mount.
 
 The local file is the oracle: the first difference ends the run.
 """
@@ -34,6 +35,7 @@ from .mount import (
     FreshDatabases,
     MountError,
     VerifyResult,
+    pgfs_export,
     pgfs_verify,
 )
 from .program import ClientKind, Conn, JournalMode, Program, Step
@@ -48,6 +50,7 @@ class DifferenceKind(Enum):
     STATE = "database state"
     INTEGRITY = "integrity_check"
     VERIFY = "pgfs verify"
+    SERVER = "what the store holds"
     REMOUNT = "state after a remount"
     MOUNT = "mount process"
 
@@ -287,6 +290,29 @@ class _RunState:
         verified = pgfs_verify(self.dsn)
         if not verified.ok and not self._local_file_fails_alike(verified):
             raise DifferenceFound(Difference(DifferenceKind.VERIFY, verified.output[-2000:]))
+        self.compare_server()
+
+    def compare_server(self) -> None:
+        """What SQLite was told equals what the store holds: the store exported to a
+        file reads like the local file (a commit the mount took for something else,
+        or never saw, shows here even while the mount's own reads look right)."""
+        copy = self.local.path.with_name("store-export.db")
+        exported = pgfs_export(self.dsn, copy)
+        if not exported.ok:
+            raise DifferenceFound(Difference(DifferenceKind.SERVER, exported.output[-2000:]))
+        try:
+            with self.local.reader() as reader:
+                expected = fingerprint(reader)
+            server = Connection(self.local.kind, copy)
+            try:
+                differences = fingerprint(server).differences(expected)
+            finally:
+                server.close()
+        finally:
+            for path in (copy, *(copy.with_name(copy.name + s) for s in ("-wal", "-shm"))):
+                path.unlink(missing_ok=True)
+        if differences:
+            raise DifferenceFound(Difference(DifferenceKind.SERVER, "\n  ".join(differences)))
 
     def _local_file_fails_alike(self, verified: VerifyResult) -> bool:
         """`pgfs verify` runs integrity_check with Python's sqlite3 (the system SQLite).

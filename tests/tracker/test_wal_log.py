@@ -196,3 +196,65 @@ def test_truncate_and_undo() -> None:
     w.log.undo(undo)  # PostgreSQL failed: the bytes that make the commit go
     assert len(w.log.data) == length and w.log.committed_end == 0
     assert read_wal(bytes(w.log.data))[2] == 0
+
+
+def test_savepoint_rollback_leaves_unsalted_frames_before_the_rewrite() -> None:
+    """SQLite 3.40: ROLLBACK TO after an in-place overwrite keeps the overwrite's frame
+    number, so the commit's frames are unsalted and the rewrite starts there, chained
+    from the zero checksum before it. SQLite takes it as committed; so does the mount,
+    once the commit frame's page is written (the bytes cannot tell whether a rewrite
+    follows; the rewrite then changes nothing)."""
+    w = Writer()
+    w.header()
+    w.frame(0, 1, page(1), commit=1)
+    before = w.last
+    w.frame(1, 2, page(2))
+    w.frame(2, 3, page(3))
+    w.write(frame_offset(2, PAGE) + 24, page(33))  # overwritten in place: rewrite from 2
+    w.last = before  # ROLLBACK TO: frames 1 and 2 are gone, the chain is restored
+    w.frame(1, 2, page(20), salts=False)
+    w.frame(2, 3, page(30), salts=False)
+    start = w.frame(3, 4, page(40), commit=4, salts=False)
+    assert len(w.commits) == 2 and w.hits[-1] == start + 24 + PAGE
+    w.rewrite_checksums(2, 3, (0, 0))  # read from frame 1's zero header
+    assert len(w.commits) == 2
+    assert w.commits[1].pages == {2: page(20), 3: page(30), 4: page(40)}
+    assert read_wal(bytes(w.log.data))[2] == 1  # SQLite's recovery would stop at frame 1
+    w.frame(4, 5, page(50), commit=5)  # the next transaction: an ordinary chain again
+    assert len(w.commits) == 3 and w.commits[2].pages == {5: page(50)}
+
+
+def test_unsalted_commit_frame_commits_when_its_page_is_written() -> None:
+    """The overwritten frame lay past the new commit frame: SQLite rewrites nothing, and
+    the next transaction chains from the last salted frame before the unsalted ones."""
+    w = Writer()
+    w.header()
+    w.frame(0, 1, page(1), commit=1)
+    before = w.last
+    for index in range(1, 5):
+        w.frame(index, index + 1, page(index))
+    w.write(frame_offset(4, PAGE) + 24, page(44))
+    w.last = before
+    w.frame(1, 2, page(20), salts=False)
+    start = w.frame(2, 3, page(30), commit=3, salts=False)
+    assert len(w.commits) == 2, "the commit frame's page completes the transaction"
+    assert w.hits[-1] == start + 24 + PAGE
+    assert w.commits[1].pages == {2: page(20), 3: page(30)}
+    w.frame(3, 4, page(40), commit=4)  # chained from `before`, as SQLite holds it
+    assert len(w.commits) == 3 and w.commits[2].pages == {4: page(40)}
+
+
+def test_an_unsalted_commit_header_over_stale_bytes_waits_for_its_page() -> None:
+    w = Writer()
+    w.header()
+    w.frame(0, 1, page(1), commit=1)
+    before = w.last
+    w.frame(1, 2, page(2))
+    w.frame(2, 3, page(3))  # stale bytes of a rolled-back transaction
+    w.write(frame_offset(1, PAGE) + 24, page(22))
+    w.last = before
+    start = frame_offset(1, PAGE)
+    w.write(start, WalFrameHeader(2, 2, 0, 0, 0, 0).to_bytes())
+    assert len(w.commits) == 1, "committed the stale page under a new commit header"
+    w.write(start + 24, page(25))
+    assert len(w.commits) == 2 and w.commits[1].pages == {2: page(25)}

@@ -2,7 +2,7 @@
 -- journal_mode: wal
 -- client: sqlite3
 -- seed: 60094
--- note: open: found by the 30-minute fuzz run of 2026-12-03 (and present before that day's changes): with auto_vacuum=INCREMENTAL and cache_size=10 in WAL mode, a commit after a VACUUM fails in the diff with 'page 218103808: page number out of range' (the first bytes of a table leaf read as a page number); the application gets EIO and PostgreSQL keeps the previous state, so nothing is lost, but the mount refuses a commit a local file takes
+-- note: issue 10, found by the 30-minute fuzz run of 2026-12-03: in B's transaction SQLite 3.40 spills, overwrites a spilled frame in place and rolls back to a savepoint; it keeps the overwrite's frame number, so the commit after it leaves its first frame with zero salts and checksums. The mount saw no valid commit there and missed that commit and every later one (SQLite read them from the WAL) until a later commit failed in the diff; the store export now shows such a gap at once
 -- connection A
 PRAGMA auto_vacuum=INCREMENTAL;
 PRAGMA journal_mode=wal;

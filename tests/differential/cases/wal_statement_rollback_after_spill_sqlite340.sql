@@ -2,7 +2,7 @@
 -- journal_mode: wal
 -- client: sqlite3
 -- seed: 30078
--- note: open: SQLite 3.40 leaves frames with zeroed headers before the frames it re-checksums after a statement rollback in a spilled WAL transaction; its own recovery drops this commit, and so does pgfs (wal_log.py): PostgreSQL never gets it, a remount loses it
+-- note: issue 10: SQLite 3.40 leaves frames with zeroed headers before the frames it re-checksums after a statement rollback in a spilled WAL transaction; its own recovery would drop this commit, but SQLite reads it from its wal-index and told the application it committed, so the mount commits it too (wal_log.py)
 -- connection A
 PRAGMA journal_mode=wal;
 -- connection B
