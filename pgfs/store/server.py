@@ -1,11 +1,11 @@
 """What every server backend's store does the same way: `ServerStore`.
 
 A backend (`pgfs.store.postgres.PostgresStore`, `pgfs.store.mariadb.MariaDBStore`)
-supplies its connections, its reads and reports modules, its catalog, its lease
-and the one try at a write (`_attempt`); this class keeps the rest: reads on a
-pool with one retry, the lease, the write loop (one retry of a small write on a
-new connection), failing fast while the server is down, and resolving a write
-whose COMMIT was sent but not answered.
+supplies its driver (`pgfs.store.driver`), its connections, its reads and reports
+modules, its catalog, its lease and the one try at a write (`_attempt`); this
+class keeps the rest: reads on a pool with one retry, the lease, the write loop
+(one retry of a small write on a new connection), failing fast while the server
+is down, and resolving a write whose COMMIT was sent but not answered.
 
 A write whose connection is lost after COMMIT was sent is resolved before the
 caller hears anything: the old session is ended (so nothing of the transaction
@@ -26,9 +26,9 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import ModuleType
 from typing import Any, TypeVar
 
-from pgfs.sqlite.errors import FormatError
 from pgfs.store.changeset import Changeset, CommitSource, PageRecord
-from pgfs.store.dsn import describe_target, one_line, scrub
+from pgfs.store.driver import ServerDriver
+from pgfs.store.dsn import describe_target
 from pgfs.store.errors import (
     CommitOutcomeUnknownError,
     LeaseLostError,
@@ -61,25 +61,6 @@ HEALTH_DEADLINE = 3.0
 T = TypeVar("T")
 
 
-def translate_error(
-    exc: BaseException, doing: str, dsn: str, *, server: str, lost: bool, reported: bool
-) -> StoreError:
-    """A StoreError for `exc` (StoreUnavailableError when the connection was `lost`; a
-    `reported` error is one the server's driver raised), never with the password."""
-    if isinstance(exc, StoreError):
-        return exc
-    message = scrub(one_line(str(exc)) or type(exc).__name__, dsn)
-    if lost:
-        return StoreUnavailableError(
-            f"{server} unavailable ({describe_target(dsn)}) while {doing}: {message}"
-        )
-    if reported:
-        return StoreError(f"{server} failed while {doing}: {message}")
-    if isinstance(exc, FormatError):
-        return StoreError(f"{doing}: {message}")
-    return StoreError(f"{doing} failed: {type(exc).__name__}: {message}")
-
-
 class NotLanded(Exception):
     """A write whose connection was lost, known not to be in the store."""
 
@@ -91,13 +72,11 @@ class NotLanded(Exception):
 class ServerStore:
     """The backend-neutral half of a server store (see module docstring)."""
 
-    server = ""
-    """The server's name in messages ("PostgreSQL", "MariaDB")."""
+    driver: ServerDriver
     reads: ModuleType
     """page_records, pages_of, leaf_rows_of, row_payloads, overflow_chains, table_rows."""
     reports: ModuleType
     """inspect(conn, catalog)."""
-    driver_error: type[Exception] = Exception
 
     def __init__(self, dsn: str, catalog: Any, pool: Any, lease: Any) -> None:
         self.dsn = dsn
@@ -113,17 +92,8 @@ class ServerStore:
 
     # ------------------------------------------------------------------ the backend's part
 
-    def _translate(self, exc: BaseException, doing: str) -> StoreError:
-        raise NotImplementedError
-
     def _connect(self, timeout: float | None = None) -> Any:
         """A new autocommit connection (StoreUnavailableError when it fails)."""
-        raise NotImplementedError
-
-    def _deadline(self, conn: Any, seconds: float) -> Any:
-        raise NotImplementedError
-
-    def _ping(self, conn: Any) -> None:
         raise NotImplementedError
 
     def _is_small(self, part: Changeset) -> bool:
@@ -173,6 +143,14 @@ class ServerStore:
         )
 
     # ------------------------------------------------------------------ plumbing
+
+    @property
+    def server(self) -> str:
+        """The server's name in messages."""
+        return self.driver.server
+
+    def _translate(self, exc: BaseException, doing: str) -> StoreError:
+        return self.driver.translate(exc, doing, self.dsn)
 
     def close(self) -> None:
         self._lease.release()
@@ -300,7 +278,7 @@ class ServerStore:
         try:
             with self._pool.connection() as conn:
                 yield from self._table_rows(conn, definition, state)
-        except (self.driver_error, StoreError) as exc:
+        except (self.driver.error, StoreError) as exc:
             raise self._translate(exc, f"reading rows of {table!r}") from exc
 
     def inspect(self) -> dict[str, object]:
@@ -322,11 +300,11 @@ class ServerStore:
         try:
             conn = self._connect(HEALTH_DEADLINE)
             try:
-                with self._deadline(conn, HEALTH_DEADLINE):
-                    self._ping(conn)
+                with self.driver.deadline(conn, HEALTH_DEADLINE):
+                    self.driver.ping(conn)
             finally:
                 conn.close()
-        except (StoreError, self.driver_error) as exc:
+        except (StoreError, self.driver.error) as exc:
             detail = str(self._translate(exc, "checking health"))
             return Health(False, detail, time.monotonic() - started)
         return Health(True, "ok", time.monotonic() - started)
@@ -454,12 +432,12 @@ class ServerStore:
                 time.sleep(0.2)
                 continue
             try:
-                with self._deadline(conn, max(0.5, until - time.perf_counter())):
+                with self.driver.deadline(conn, max(0.5, until - time.perf_counter())):
                     landed = self._ask(conn, commit_id, session, until)
                 self._unresolved.pop(commit_id, None)
                 self._mark_up()
                 return landed
-            except self.driver_error as exc:
+            except self.driver.error as exc:
                 last = exc
                 time.sleep(0.2)
             finally:

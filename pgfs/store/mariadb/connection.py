@@ -27,9 +27,9 @@ from typing import Any
 import mariadb
 
 from pgfs.store import deadline
+from pgfs.store.driver import ServerDriver
 from pgfs.store.dsn import describe_connect_error, parse_url
 from pgfs.store.errors import StoreError, StoreUnavailableError
-from pgfs.store.server import translate_error
 
 log = logging.getLogger("pgfs.store")
 
@@ -113,18 +113,6 @@ def errno_of(exc: BaseException) -> int | None:
     return getattr(exc, "errno", None) if isinstance(exc, mariadb.Error) else None
 
 
-def translate(exc: BaseException, doing: str, dsn: str) -> StoreError:
-    """A StoreError (StoreUnavailableError for connection trouble) for `exc`, no password."""
-    return translate_error(
-        exc,
-        doing,
-        dsn,
-        server="MariaDB",
-        lost=is_connection_error(exc),
-        reported=isinstance(exc, mariadb.Error),
-    )
-
-
 def connect(
     url: str, *, timeout: float | None = None, read_timeout: int = READ_TIMEOUT
 ) -> mariadb.Connection:
@@ -149,7 +137,7 @@ def connect(
         cur.close()
     except mariadb.Error as exc:
         conn.close()
-        raise translate(exc, "setting up the connection", url) from None
+        raise DRIVER.translate(exc, "setting up the connection", url) from None
     return conn
 
 
@@ -179,6 +167,14 @@ class Deadline(deadline.Deadline):
     def __init__(self, conn: mariadb.Connection, seconds: float) -> None:
         super().__init__(conn._get_socket, seconds, "MariaDB")
         self.conn = conn
+
+
+def ping(conn: mariadb.Connection) -> None:
+    conn.cursor().execute("SELECT 1")
+
+
+DRIVER = ServerDriver("MariaDB", mariadb.Error, is_connection_error, Deadline, ping)
+"""The driver as `ServerStore` and `LeaseBase` see it."""
 
 
 class ReadPool:

@@ -19,12 +19,10 @@ from pgfs.store.interface import LeaseHolder
 from pgfs.store.lease import LEASE_WAIT, STATEMENT_DEADLINE, LeaseBase, held_by_another
 from pgfs.store.mariadb.catalog import Catalog
 from pgfs.store.mariadb.connection import (
-    Deadline,
+    DRIVER,
     connect,
     errno_of,
-    is_connection_error,
     is_usable,
-    translate,
 )
 
 log = logging.getLogger("pgfs.store")
@@ -35,21 +33,12 @@ NO_SUCH_TABLE = 1146
 class Lease(LeaseBase):
     """The lease of one store, as one process holds it. Thread-safe."""
 
-    driver_error = mariadb.Error
+    driver = DRIVER
     acquire_bound = LEASE_WAIT * 2 + STATEMENT_DEADLINE
     catalog: Catalog
 
     def _connect(self) -> mariadb.Connection:
         return connect(self.dsn)
-
-    def _deadline(self, conn: mariadb.Connection, seconds: float) -> Deadline:
-        return Deadline(conn, seconds)
-
-    def _translate(self, exc: BaseException, doing: str) -> StoreError:
-        return translate(exc, doing, self.dsn)
-
-    def _is_connection_error(self, exc: BaseException) -> bool:
-        return is_connection_error(exc)
 
     def _try_lock(self, conn: mariadb.Connection) -> bool:
         cur = conn.cursor()
@@ -59,9 +48,6 @@ class Lease(LeaseBase):
 
     def _unlock(self, conn: mariadb.Connection) -> None:
         conn.cursor().execute("SELECT RELEASE_ALL_LOCKS()")
-
-    def _ping(self, conn: mariadb.Connection) -> None:
-        conn.cursor().execute("SELECT 1")
 
     def _quiet(self, conn: mariadb.Connection) -> bool:
         return is_usable(conn)

@@ -35,6 +35,7 @@ from pgfs.store.interface import LeaseHolder, LeaseStatus, StoreState
 from pgfs.store.mariadb import reads, reports
 from pgfs.store.mariadb.catalog import Catalog, check_schema_names
 from pgfs.store.mariadb.connection import (
+    DRIVER,
     WRITE_READ_TIMEOUT,
     Deadline,
     ReadPool,
@@ -42,7 +43,6 @@ from pgfs.store.mariadb.connection import (
     connect,
     is_connection_error,
     is_usable,
-    translate,
 )
 from pgfs.store.mariadb.lease import Lease
 from pgfs.store.mariadb.writer import FenceError, WriteContext, Writer
@@ -61,10 +61,9 @@ SIDE_LOCK_WAIT = 5
 class MariaDBStore(ServerStore):
     """A SQLite database kept in MariaDB (README Design). Create with `connect`."""
 
-    server = "MariaDB"
+    driver = DRIVER
     reads = reads
     reports = reports
-    driver_error = mariadb.Error
 
     def __init__(self, url: str, catalog: Catalog, pool: ReadPool) -> None:
         super().__init__(url, catalog, pool, Lease(url, catalog))
@@ -94,17 +93,8 @@ class MariaDBStore(ServerStore):
 
     # ------------------------------------------------------------------ the backend's part
 
-    def _translate(self, exc: BaseException, doing: str) -> StoreError:
-        return translate(exc, doing, self.dsn)
-
     def _connect(self, timeout: float | None = None) -> mariadb.Connection:
         return connect(self.dsn, timeout=timeout)
-
-    def _deadline(self, conn: mariadb.Connection, seconds: float) -> Deadline:
-        return Deadline(conn, seconds)
-
-    def _ping(self, conn: mariadb.Connection) -> None:
-        conn.cursor().execute("SELECT 1")
 
     def _is_small(self, part: Changeset) -> bool:
         if part.schema_entries is not None or not part.schema.is_empty():
@@ -159,7 +149,7 @@ class MariaDBStore(ServerStore):
             with Deadline(conn, BULK_WRITE_DEADLINE):
                 self.catalog.recover(conn)
         except mariadb.Error as exc:
-            raise translate(exc, "finishing the DDL of an earlier write", self.dsn) from exc
+            raise self._translate(exc, "finishing the DDL of an earlier write") from exc
         self._recover = False
 
     def _finish_ddl(self, writer: Writer) -> None:
@@ -176,7 +166,7 @@ class MariaDBStore(ServerStore):
             log.warning(
                 "commit %s landed; its table renames wait for the next write: %s",
                 writer.context.commit_id,
-                translate(exc, "renaming tables", self.dsn),
+                self._translate(exc, "renaming tables"),
             )
 
     def _side_connection(self) -> mariadb.Connection:

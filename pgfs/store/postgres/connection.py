@@ -22,9 +22,9 @@ import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from pgfs.store import deadline
+from pgfs.store.driver import ServerDriver
 from pgfs.store.dsn import describe_connect_error
-from pgfs.store.errors import StoreError, StoreUnavailableError
-from pgfs.store.server import translate_error
+from pgfs.store.errors import StoreUnavailableError
 
 log = logging.getLogger("pgfs.store")
 
@@ -71,18 +71,6 @@ def is_connection_error(exc: BaseException) -> bool:
     return state is None or state.startswith("08") or state in ("57P01", "57P02", "57P03")
 
 
-def translate(exc: BaseException, doing: str, dsn: str) -> StoreError:
-    """A StoreError (StoreUnavailableError for connection trouble) for `exc`, no password."""
-    return translate_error(
-        exc,
-        doing,
-        dsn,
-        server="PostgreSQL",
-        lost=is_connection_error(exc),
-        reported=isinstance(exc, psycopg.Error),
-    )
-
-
 def connect(
     dsn: str, *, role: str = "", autocommit: bool = True, timeout: float | None = None
 ) -> psycopg.Connection:
@@ -117,6 +105,14 @@ class Deadline(deadline.Deadline):
     def __init__(self, conn: psycopg.Connection, seconds: float) -> None:
         super().__init__(lambda: conn.pgconn.socket, seconds, "PostgreSQL")
         self.conn = conn
+
+
+def ping(conn: psycopg.Connection) -> None:
+    conn.execute("SELECT 1")
+
+
+DRIVER = ServerDriver("PostgreSQL", psycopg.Error, is_connection_error, Deadline, ping)
+"""The driver as `ServerStore` and `LeaseBase` see it."""
 
 
 class ReadPool:

@@ -16,11 +16,9 @@ from pgfs.store.interface import LeaseHolder
 from pgfs.store.lease import LEASE_WAIT, LeaseBase, held_by_another
 from pgfs.store.postgres.catalog import Catalog
 from pgfs.store.postgres.connection import (
-    Deadline,
+    DRIVER,
     connect,
     has_news,
-    is_connection_error,
-    translate,
 )
 
 log = logging.getLogger("pgfs.store")
@@ -29,20 +27,11 @@ log = logging.getLogger("pgfs.store")
 class Lease(LeaseBase):
     """The lease of one store, as one process holds it. Thread-safe."""
 
-    driver_error = psycopg.Error
+    driver = DRIVER
     catalog: Catalog
 
     def _connect(self) -> psycopg.Connection:
         return connect(self.dsn, role="lease")
-
-    def _deadline(self, conn: psycopg.Connection, seconds: float) -> Deadline:
-        return Deadline(conn, seconds)
-
-    def _translate(self, exc: BaseException, doing: str) -> StoreError:
-        return translate(exc, doing, self.dsn)
-
-    def _is_connection_error(self, exc: BaseException) -> bool:
-        return is_connection_error(exc)
 
     def _try_lock(self, conn: psycopg.Connection) -> bool:
         row = conn.execute("SELECT pg_try_advisory_lock(%s)", (self.catalog.lock_key,)).fetchone()
@@ -50,9 +39,6 @@ class Lease(LeaseBase):
 
     def _unlock(self, conn: psycopg.Connection) -> None:
         conn.execute("SELECT pg_advisory_unlock_all()")
-
-    def _ping(self, conn: psycopg.Connection) -> None:
-        conn.execute("SELECT 1")
 
     def _quiet(self, conn: psycopg.Connection) -> bool:
         return not (conn.closed or conn.broken or has_news(conn))

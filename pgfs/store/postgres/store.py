@@ -25,17 +25,17 @@ import psycopg
 from psycopg import sql
 
 from pgfs.store.changeset import Changeset
-from pgfs.store.errors import StoreError, StoreUnavailableError
+from pgfs.store.errors import StoreUnavailableError
 from pgfs.store.interface import StoreState
 from pgfs.store.postgres import reads, reports
 from pgfs.store.postgres.catalog import FENCE_SQLSTATE, Catalog, check_schema_names
 from pgfs.store.postgres.connection import (
+    DRIVER,
     Deadline,
     ReadPool,
     connect,
     has_news,
     is_connection_error,
-    translate,
 )
 from pgfs.store.postgres.lease import Lease
 from pgfs.store.postgres.writer import (
@@ -67,10 +67,9 @@ def _prefer_lz4(conn: psycopg.Connection) -> None:
 class PostgresStore(ServerStore):
     """A SQLite database kept in PostgreSQL (README Design). Create with `connect`."""
 
-    server = "PostgreSQL"
+    driver = DRIVER
     reads = reads
     reports = reports
-    driver_error = psycopg.Error
 
     def __init__(self, dsn: str, catalog: Catalog, pool: ReadPool) -> None:
         super().__init__(dsn, catalog, pool, Lease(dsn, catalog))
@@ -89,17 +88,8 @@ class PostgresStore(ServerStore):
 
     # ------------------------------------------------------------------ the backend's part
 
-    def _translate(self, exc: BaseException, doing: str) -> StoreError:
-        return translate(exc, doing, self.dsn)
-
     def _connect(self, timeout: float | None = None) -> psycopg.Connection:
         return connect(self.dsn, timeout=timeout)
-
-    def _deadline(self, conn: psycopg.Connection, seconds: float) -> Deadline:
-        return Deadline(conn, seconds)
-
-    def _ping(self, conn: psycopg.Connection) -> None:
-        conn.execute("SELECT 1")
 
     def _is_small(self, part: Changeset) -> bool:
         return is_small(part)
