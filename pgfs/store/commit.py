@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import itertools
 import time
+import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from pgfs.sqlite.header import HEADER_SIZE, DatabaseHeader, TextEncoding
@@ -20,6 +22,21 @@ from pgfs.store.changeset import Changeset, PageRecord, SchemaChange, TableRows
 from pgfs.store.errors import StoreError
 from pgfs.store.interface import CommitStats
 from pgfs.store.stored import tables_after
+
+
+@dataclass(frozen=True)
+class WriteContext:
+    """What every statement of one write needs to know."""
+
+    catalog: Any
+    """The backend's catalog: the names of the store's tables."""
+    commit_id: uuid.UUID
+    epoch: int
+    seq: int
+    source: str
+    started: float
+    """`time.perf_counter()` when the write began."""
+
 
 PAGE_COLUMNS = ["pgno", "kind", "owner", "lo", "hi", "seq", "data"]
 """The columns of the pages meta table, in the order `page_rows` gives them."""
@@ -45,7 +62,7 @@ def page_rows(pages: list[PageRecord]) -> list[tuple[Any, ...]]:
 class WriterFrame:
     """Applies the parts of one write in order; the caller owns the transaction."""
 
-    def __init__(self, context: Any, tables: dict[str, TableDefinition]) -> None:
+    def __init__(self, context: WriteContext, tables: dict[str, TableDefinition]) -> None:
         self.context = context
         self.catalog = context.catalog
         self.tables = dict(tables)
@@ -53,6 +70,8 @@ class WriterFrame:
         self._last: Changeset | None = None
         self.entries: list[SchemaEntry] | None = None
         """The new sqlite_schema when this write changed it."""
+        self.sent = False
+        """Whether the COMMIT may have reached the server (set by whoever sends it)."""
 
     def apply(self, part: Changeset) -> None:
         header = DatabaseHeader.parse(part.header)

@@ -4,7 +4,8 @@
 Each backend's connection module describes its driver once (`DRIVER`): the
 server's name in messages, the driver's error class, how a lost connection is
 told from an error the server reported, how a block of calls on a connection is
-bounded in time, and the cheapest round trip. `ServerStore` and `LeaseBase` use
+bounded in time, the cheapest round trip, whether an idle connection is still
+sound, and the number of its session on the server. `ServerStore` and `LeaseBase` use
 it; `translate` turns any error into a StoreError without the password.
 """
 
@@ -34,6 +35,11 @@ class ServerDriver:
     """A `Deadline` bounding a block of calls on a connection to so many seconds."""
     ping: Callable[[Any], None]
     """One round trip on a connection (`SELECT 1`)."""
+    is_quiet: Callable[[Any], bool]
+    """Whether an idle connection is open and the server sent nothing on it (an idle
+    connection hears nothing: a server that ends it says so first). No round trip."""
+    session_of: Callable[[Any], int]
+    """The server's number for a connection's session (what ends it from another)."""
 
     def translate(self, exc: BaseException, doing: str, dsn: str) -> StoreError:
         """A StoreError for `exc` (StoreUnavailableError when it means a lost connection),

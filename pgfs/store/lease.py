@@ -83,11 +83,6 @@ class LeaseBase:
     def _read_holder(self, conn: Any) -> LeaseHolder | None:
         raise NotImplementedError
 
-    def _quiet(self, conn: Any) -> bool:
-        """Whether the idle lease connection is open and the server sent nothing on it (an
-        idle connection hears nothing: a server that ends it says so first)."""
-        raise NotImplementedError
-
     # ------------------------------------------------------------------ status
 
     def status(self) -> LeaseStatus:
@@ -131,7 +126,7 @@ class LeaseBase:
                 raise LeaseLostError(self._lost)
             if self._epoch is None or self._holder is None:
                 raise StoreError("internal error: writing without the writer lease")
-            if self._conn is None or not self._quiet(self._conn):
+            if self._conn is None or not self.driver.is_quiet(self._conn):
                 self._probe_or_retake()
             return self._epoch
 

@@ -2,10 +2,11 @@
 
 A backend (`pgfs.store.postgres.PostgresStore`, `pgfs.store.mariadb.MariaDBStore`)
 supplies its driver (`pgfs.store.driver`), its connections, its reads and reports
-modules, its catalog, its lease and the one try at a write (`_attempt`); this
-class keeps the rest: reads on a pool with one retry, the lease, the write loop
-(one retry of a small write on a new connection), failing fast while the server
-is down, and resolving a write whose COMMIT was sent but not answered.
+modules, its catalog, its lease, its writer and how a write's transaction is sent
+(`_send`); this class keeps the rest: reads on a pool with one retry, the lease,
+the write loop (one retry of a small write on a new connection), the writer's
+connection, failing fast while the server is down, and resolving a write whose
+COMMIT was sent but not answered.
 
 A write whose connection is lost after COMMIT was sent is resolved before the
 caller hears anything: the old session is ended (so nothing of the transaction
@@ -27,6 +28,7 @@ from types import ModuleType
 from typing import Any, TypeVar
 
 from pgfs.store.changeset import Changeset, CommitSource, PageRecord
+from pgfs.store.commit import WriteContext, WriterFrame
 from pgfs.store.driver import ServerDriver
 from pgfs.store.dsn import describe_target
 from pgfs.store.errors import (
@@ -57,6 +59,10 @@ QUICK_TRY = 1.0
 tries once, this long, instead of waiting the whole bound again: one bounded wait per
 failure, and back within about a second of the server's return."""
 HEALTH_DEADLINE = 3.0
+SMALL_WRITE_DEADLINE = 15.0
+"""Seconds a small write (see `_is_small`) may take before its connection is cut."""
+BULK_WRITE_DEADLINE = 3600.0
+"""The same for any other write (an import, a VACUUM); keepalives catch partitions."""
 
 T = TypeVar("T")
 
@@ -99,19 +105,27 @@ class ServerStore:
     def _is_small(self, part: Changeset) -> bool:
         raise NotImplementedError
 
-    def _attempt(
+    def _connect_writer(self, timeout: float | None) -> Any:
+        """A new connection for writes (StoreUnavailableError when it fails)."""
+        raise NotImplementedError
+
+    def _new_writer(
+        self, conn: Any, context: WriteContext, tables: dict[str, Any], small: bool
+    ) -> WriterFrame:
+        """The writer of one write on `conn` (`small`: see `_is_small`)."""
+        raise NotImplementedError
+
+    def _send(
         self,
-        context: Any,
-        state: StoreState,
+        conn: Any,
+        writer: WriterFrame,
         first: Changeset,
         rest: Iterator[Changeset],
         small: bool,
         clear: bool,
-    ) -> Any:
-        """One try at one write: its writer once committed, else NotLanded or a StoreError."""
-        raise NotImplementedError
-
-    def _context(self, commit_id: uuid.UUID, epoch: int, seq: int, source: str, started: float):
+    ) -> None:
+        """The write's transaction on `conn`, COMMIT included; `writer.sent` says from
+        when on the COMMIT may have reached the server."""
         raise NotImplementedError
 
     def _ask(self, conn: Any, commit_id: uuid.UUID, session: int | None, until: float) -> bool:
@@ -134,7 +148,7 @@ class ServerStore:
     def _before_write(self) -> None:
         """Called under the write lock before each write."""
 
-    def _after_write(self, writer: Any) -> None:
+    def _after_write(self, writer: WriterFrame) -> None:
         """Called under the write lock after a write committed."""
 
     def _table_rows(self, conn: Any, definition: Any, state: StoreState) -> Iterator:
@@ -349,7 +363,9 @@ class ServerStore:
         with self._write_lock:
             self._before_write()
             state = self._current()
-            context = self._context(commit_id, epoch, state.commit_seq + 1, str(source), started)
+            context = WriteContext(
+                self.catalog, commit_id, epoch, state.commit_seq + 1, str(source), started
+            )
             for attempt in (0, 1):
                 try:
                     writer = self._attempt(context, state, first, rest, small, clear)
@@ -369,6 +385,47 @@ class ServerStore:
         stats.ms = (time.perf_counter() - started) * 1000
         return stats
 
+    def _attempt(
+        self,
+        context: WriteContext,
+        state: StoreState,
+        first: Changeset,
+        rest: Iterator[Changeset],
+        small: bool,
+        clear: bool,
+    ) -> WriterFrame:
+        """One try at one write: its writer once committed, else NotLanded or a StoreError."""
+        conn = self._writer_connection()
+        session = self.driver.session_of(conn)
+        writer = self._new_writer(conn, context, state.tables, small)
+        deadline = self.driver.deadline(
+            conn, SMALL_WRITE_DEADLINE if small else BULK_WRITE_DEADLINE
+        )
+        try:
+            with deadline:
+                self._send(conn, writer, first, rest, small, clear)
+        except Exception as exc:
+            self._after_failure(conn, exc, writer, session, deadline.expired)
+        return writer
+
+    def _writer_connection(self) -> Any:
+        """The connection writes go through: the one kept while it is quiet, else a new
+        one (one quick try while the server is known to be down)."""
+        conn = self._writer
+        if conn is None or not self.driver.is_quiet(conn):
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    conn.close()
+            self._writer = None
+            timeout = QUICK_TRY if self._down_since is not None else None
+            try:
+                conn = self._writer = self._connect_writer(timeout)
+            except StoreUnavailableError:
+                self._mark_down()
+                raise
+            self._mark_up()
+        return conn
+
     def _mark_down(self) -> None:
         if self._down_since is None:
             self._down_since = time.monotonic()
@@ -382,14 +439,7 @@ class ServerStore:
             self._down_since = None
 
     def _after_failure(
-        self,
-        conn: Any,
-        exc: Exception,
-        sent: bool,
-        commit_id: uuid.UUID,
-        session: int,
-        started: float,
-        expired: bool,
+        self, conn: Any, exc: Exception, writer: WriterFrame, session: int, expired: bool
     ) -> None:
         """Raise what the failed write means; return only when it landed after all.
 
@@ -408,8 +458,9 @@ class ServerStore:
         with contextlib.suppress(Exception):
             conn.close()
         self._writer = None
-        if not sent:
+        if not writer.sent:
             raise NotLanded(error) from exc
+        commit_id, started = writer.context.commit_id, writer.context.started
         log.warning("the connection was lost after COMMIT was sent: asking the server (%s)", error)
         if self._resolve(commit_id, session, started + ANSWER_BOUND):
             log.warning("commit %s did land: answering success", commit_id)

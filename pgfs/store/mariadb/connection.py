@@ -173,7 +173,13 @@ def ping(conn: mariadb.Connection) -> None:
     conn.cursor().execute("SELECT 1")
 
 
-DRIVER = ServerDriver("MariaDB", mariadb.Error, is_connection_error, Deadline, ping)
+def thread_id(conn: mariadb.Connection) -> int:
+    return conn.thread_id
+
+
+DRIVER = ServerDriver(
+    "MariaDB", mariadb.Error, is_connection_error, Deadline, ping, is_usable, thread_id
+)
 """The driver as `ServerStore` and `LeaseBase` see it."""
 
 

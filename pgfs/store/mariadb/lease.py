@@ -22,7 +22,6 @@ from pgfs.store.mariadb.connection import (
     DRIVER,
     connect,
     errno_of,
-    is_usable,
 )
 
 log = logging.getLogger("pgfs.store")
@@ -48,9 +47,6 @@ class Lease(LeaseBase):
 
     def _unlock(self, conn: mariadb.Connection) -> None:
         conn.cursor().execute("SELECT RELEASE_ALL_LOCKS()")
-
-    def _quiet(self, conn: mariadb.Connection) -> bool:
-        return is_usable(conn)
 
     def _read_epoch(self, conn: mariadb.Connection) -> int | None:
         cur = conn.cursor()

@@ -25,13 +25,14 @@ from collections.abc import Iterator
 
 import mariadb
 
+from pgfs.sqlite.schema import TableDefinition
 from pgfs.store.changeset import Changeset
+from pgfs.store.commit import WriteContext, WriterFrame
 from pgfs.store.errors import (
     CommitOutcomeUnknownError,
     StoreError,
-    StoreUnavailableError,
 )
-from pgfs.store.interface import LeaseHolder, LeaseStatus, StoreState
+from pgfs.store.interface import LeaseHolder, LeaseStatus
 from pgfs.store.mariadb import reads, reports
 from pgfs.store.mariadb.catalog import Catalog, check_schema_names
 from pgfs.store.mariadb.connection import (
@@ -45,14 +46,11 @@ from pgfs.store.mariadb.connection import (
     is_usable,
 )
 from pgfs.store.mariadb.lease import Lease
-from pgfs.store.mariadb.writer import FenceError, WriteContext, Writer
-from pgfs.store.server import QUICK_TRY, ServerStore
+from pgfs.store.mariadb.writer import FenceError, Writer
+from pgfs.store.server import BULK_WRITE_DEADLINE, ServerStore
 
 log = logging.getLogger("pgfs.store")
 
-SMALL_WRITE_DEADLINE = 15.0
-"""Seconds a write of one small part may take before its connection is cut."""
-BULK_WRITE_DEADLINE = 3600.0
 SMALL_PART_ROWS = 1_000
 SIDE_LOCK_WAIT = 5
 """Seconds the DDL connection waits for a table's metadata lock."""
@@ -101,9 +99,6 @@ class MariaDBStore(ServerStore):
             return False
         rows = sum(len(r.inserted) + len(r.updated) + len(r.deleted) for r in part.rows.values())
         return rows <= SMALL_PART_ROWS and len(part.pages) <= SMALL_PART_ROWS
-
-    def _context(self, commit_id: uuid.UUID, epoch: int, seq: int, source: str, started: float):
-        return WriteContext(self.catalog, commit_id, epoch, seq, source, started)
 
     def is_empty(self) -> bool:
         def work(conn: mariadb.Connection) -> bool:
@@ -179,40 +174,41 @@ class MariaDBStore(ServerStore):
         assert self._side is not None
         return self._side
 
-    def _attempt(
+    def _new_writer(
         self,
+        conn: mariadb.Connection,
         context: WriteContext,
-        state: StoreState,
+        tables: dict[str, TableDefinition],
+        small: bool,
+    ) -> Writer:
+        return Writer(conn, self._side_connection, context, tables)
+
+    def _send(
+        self,
+        conn: mariadb.Connection,
+        writer: WriterFrame,
         first: Changeset,
         rest: Iterator[Changeset],
         small: bool,
         clear: bool,
-    ) -> Writer:
-        """One try at one write: the writer of a committed write, or an exception."""
-        conn = self._writer_connection()
-        thread = conn.thread_id
-        writer = Writer(conn, self._side_connection, context, state.tables)
-        sent = False
-        deadline = Deadline(conn, SMALL_WRITE_DEADLINE if small else BULK_WRITE_DEADLINE)
+    ) -> None:
+        conn.begin()
+        writer.apply_all(first, rest, clear)
+        writer.sent = True
+        conn.commit()
+
+    def _after_failure(
+        self, conn: mariadb.Connection, exc: Exception, writer: Writer, session: int, expired: bool
+    ) -> None:
         try:
-            with deadline:
-                conn.begin()
-                writer.apply_all(first, rest, clear)
-                sent = True
-                conn.commit()
-        except Exception as exc:
-            try:
-                self._after_failure(
-                    conn, exc, sent, context.commit_id, thread, context.started, deadline.expired
-                )
-            except CommitOutcomeUnknownError:
-                self._recover = True  # its work tables may be owed a rename
-                raise
-            except BaseException:
-                # Rolled back (or its connection is gone): the tables it made are nobody's.
-                self._drop_work_tables(writer.created)
-                raise
-        return writer
+            super()._after_failure(conn, exc, writer, session, expired)
+        except CommitOutcomeUnknownError:
+            self._recover = True  # its work tables may be owed a rename
+            raise
+        except BaseException:
+            # Rolled back (or its connection is gone): the tables it made are nobody's.
+            self._drop_work_tables(writer.created)
+            raise
 
     def _drop_work_tables(self, names: list[str]) -> None:
         """The tables a failed write created for itself (best effort: else the next write
@@ -227,22 +223,8 @@ class MariaDBStore(ServerStore):
             self._recover = True
             log.info("work tables of a failed write stay until the next write: %s", exc)
 
-    def _writer_connection(self) -> mariadb.Connection:
-        conn = self._writer
-        if not is_usable(conn):
-            close_quietly(conn)
-            self._writer = None
-            timeout = QUICK_TRY if self._down_since is not None else None
-            try:
-                conn = self._writer = connect(
-                    self.dsn, timeout=timeout, read_timeout=WRITE_READ_TIMEOUT
-                )
-            except StoreUnavailableError:
-                self._mark_down()
-                raise
-            self._mark_up()
-        assert conn is not None
-        return conn
+    def _connect_writer(self, timeout: float | None) -> mariadb.Connection:
+        return connect(self.dsn, timeout=timeout, read_timeout=WRITE_READ_TIMEOUT)
 
     def _fence_message(self, exc: BaseException) -> str | None:
         return str(exc) if isinstance(exc, FenceError) else None

@@ -21,7 +21,6 @@ import itertools
 import json
 import math
 import secrets
-import uuid
 from collections.abc import Callable, Iterable
 from decimal import Decimal
 from functools import lru_cache
@@ -33,7 +32,7 @@ from pgfs.sqlite.header import TextEncoding
 from pgfs.sqlite.schema import Affinity, SchemaEntry, TableDefinition
 from pgfs.store.alter import alter_plan
 from pgfs.store.changeset import Changeset, PageRecord, SchemaChange, TableRows
-from pgfs.store.commit import PAGE_COLUMNS, WriterFrame, page_rows
+from pgfs.store.commit import PAGE_COLUMNS, WriteContext, WriterFrame, page_rows
 from pgfs.store.errors import StoreError
 from pgfs.store.mariadb import ddl, reads
 from pgfs.store.mariadb.catalog import Catalog, DdlSteps
@@ -58,16 +57,6 @@ KEPT_META_KEYS = ("format", "lease_epoch", "lease_holder", "commit_seq", "store_
 
 class FenceError(StoreError):
     """The store's lease epoch is not this writer's: another writer took over."""
-
-
-@dataclasses.dataclass(frozen=True)
-class WriteContext:
-    catalog: Catalog
-    commit_id: uuid.UUID
-    epoch: int
-    seq: int
-    source: str
-    started: float
 
 
 @lru_cache(maxsize=4096)
@@ -115,6 +104,7 @@ def _batches(rows: Iterable[list[Any] | tuple[Any, ...]]) -> Iterable[list[Any]]
 class Writer(WriterFrame):
     """Applies the parts of one write; the caller owns the transaction."""
 
+    catalog: Catalog
     _names = itertools.count(1)
 
     def __init__(

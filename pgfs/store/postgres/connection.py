@@ -111,7 +111,17 @@ def ping(conn: psycopg.Connection) -> None:
     conn.execute("SELECT 1")
 
 
-DRIVER = ServerDriver("PostgreSQL", psycopg.Error, is_connection_error, Deadline, ping)
+def is_quiet(conn: psycopg.Connection) -> bool:
+    return not (conn.closed or conn.broken or has_news(conn))
+
+
+def backend_pid(conn: psycopg.Connection) -> int:
+    return conn.info.backend_pid
+
+
+DRIVER = ServerDriver(
+    "PostgreSQL", psycopg.Error, is_connection_error, Deadline, ping, is_quiet, backend_pid
+)
 """The driver as `ServerStore` and `LeaseBase` see it."""
 
 

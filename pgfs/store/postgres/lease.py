@@ -18,7 +18,6 @@ from pgfs.store.postgres.catalog import Catalog
 from pgfs.store.postgres.connection import (
     DRIVER,
     connect,
-    has_news,
 )
 
 log = logging.getLogger("pgfs.store")
@@ -39,9 +38,6 @@ class Lease(LeaseBase):
 
     def _unlock(self, conn: psycopg.Connection) -> None:
         conn.execute("SELECT pg_advisory_unlock_all()")
-
-    def _quiet(self, conn: psycopg.Connection) -> bool:
-        return not (conn.closed or conn.broken or has_news(conn))
 
     def _read_epoch(self, conn: psycopg.Connection) -> int | None:
         return _read_epoch(conn, self.catalog)

@@ -24,35 +24,28 @@ from collections.abc import Iterator
 import psycopg
 from psycopg import sql
 
+from pgfs.sqlite.schema import TableDefinition
 from pgfs.store.changeset import Changeset
-from pgfs.store.errors import StoreUnavailableError
+from pgfs.store.commit import WriteContext, WriterFrame
 from pgfs.store.interface import StoreState
 from pgfs.store.postgres import reads, reports
 from pgfs.store.postgres.catalog import FENCE_SQLSTATE, Catalog, check_schema_names
 from pgfs.store.postgres.connection import (
     DRIVER,
-    Deadline,
     ReadPool,
     connect,
-    has_news,
     is_connection_error,
 )
 from pgfs.store.postgres.lease import Lease
 from pgfs.store.postgres.writer import (
     DirectStatements,
     PipelinedStatements,
-    WriteContext,
     Writer,
     is_small,
 )
-from pgfs.store.server import QUICK_TRY, ServerStore
+from pgfs.store.server import ServerStore
 
 log = logging.getLogger("pgfs.store")
-
-SMALL_WRITE_DEADLINE = 15.0
-"""Seconds a pipelined (small) write may take before its connection is cut."""
-BULK_WRITE_DEADLINE = 3600.0
-"""The same for a streamed write (an import, a VACUUM); keepalives catch partitions."""
 
 
 def _prefer_lz4(conn: psycopg.Connection) -> None:
@@ -94,9 +87,6 @@ class PostgresStore(ServerStore):
     def _is_small(self, part: Changeset) -> bool:
         return is_small(part)
 
-    def _context(self, commit_id: uuid.UUID, epoch: int, seq: int, source: str, started: float):
-        return WriteContext(self.catalog, commit_id, epoch, seq, source, started)
-
     def _table_rows(self, conn: psycopg.Connection, definition, state: StoreState) -> Iterator:
         with conn.transaction():
             yield from super()._table_rows(conn, definition, state)
@@ -114,59 +104,43 @@ class PostgresStore(ServerStore):
 
     # ------------------------------------------------------------------ writes
 
-    def _attempt(
+    def _connect_writer(self, timeout: float | None) -> psycopg.Connection:
+        conn = connect(self.dsn, role="writer", timeout=timeout)
+        _prefer_lz4(conn)
+        return conn
+
+    def _new_writer(
         self,
+        conn: psycopg.Connection,
         context: WriteContext,
-        state: StoreState,
+        tables: dict[str, TableDefinition],
+        small: bool,
+    ) -> Writer:
+        """A small write goes out pipelined, any other statement by statement."""
+        return Writer(
+            conn, PipelinedStatements(conn) if small else DirectStatements(conn), context, tables
+        )
+
+    def _send(
+        self,
+        conn: psycopg.Connection,
+        writer: WriterFrame,
         first: Changeset,
         rest: Iterator[Changeset],
         small: bool,
         clear: bool,
-    ) -> Writer:
-        """One try at one write: the writer of a committed write, or an exception."""
-        conn = self._writer_connection()
-        pid = conn.info.backend_pid
-        pipelined = small
-        out = PipelinedStatements(conn) if pipelined else DirectStatements(conn)
-        writer = Writer(conn, out, context, state.tables)
-        sent = False
-        deadline = Deadline(conn, SMALL_WRITE_DEADLINE if pipelined else BULK_WRITE_DEADLINE)
-        try:
-            with deadline:
-                if pipelined:
-                    sent = True
-                    with conn.pipeline():
-                        conn.execute("BEGIN", prepare=False)
-                        writer.fence()
-                        writer.apply(first)
-                        writer.finish()
-                        conn.execute("COMMIT", prepare=False)
-                else:
-                    conn.execute("BEGIN", prepare=False)
-                    writer.apply_all(first, rest, clear)
-                    sent = True
-                    conn.execute("COMMIT", prepare=False)
-        except Exception as exc:
-            self._after_failure(
-                conn, exc, sent, context.commit_id, pid, context.started, deadline.expired
-            )
-        return writer
-
-    def _writer_connection(self) -> psycopg.Connection:
-        conn = self._writer
-        if conn is None or conn.closed or conn.broken or has_news(conn):
-            if conn is not None:
-                conn.close()
-            self._writer = None
-            timeout = QUICK_TRY if self._down_since is not None else None
-            try:
-                conn = self._writer = connect(self.dsn, role="writer", timeout=timeout)
-            except StoreUnavailableError:
-                self._mark_down()
-                raise
-            self._mark_up()
-            _prefer_lz4(conn)
-        return conn
+    ) -> None:
+        if small:
+            writer.sent = True  # the pipeline may deliver the COMMIT at any point
+            with conn.pipeline():
+                conn.execute("BEGIN", prepare=False)
+                writer.apply_all(first, rest, clear)
+                conn.execute("COMMIT", prepare=False)
+        else:
+            conn.execute("BEGIN", prepare=False)
+            writer.apply_all(first, rest, clear)
+            writer.sent = True
+            conn.execute("COMMIT", prepare=False)
 
     def _fence_message(self, exc: BaseException) -> str | None:
         if isinstance(exc, psycopg.Error) and exc.sqlstate == FENCE_SQLSTATE:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import os
-import uuid
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
@@ -32,7 +31,7 @@ from psycopg.types.json import Jsonb
 from pgfs.sqlite.header import TextEncoding
 from pgfs.sqlite.schema import SchemaEntry, TableDefinition
 from pgfs.store.changeset import Changeset, PageRecord, SchemaChange, TableRows
-from pgfs.store.commit import PAGE_COLUMNS, WriterFrame, page_rows
+from pgfs.store.commit import PAGE_COLUMNS, WriteContext, WriterFrame, page_rows
 from pgfs.store.errors import StoreError
 from pgfs.store.postgres import ddl
 from pgfs.store.postgres.catalog import Catalog
@@ -100,18 +99,6 @@ class PipelinedStatements(DirectStatements):
         raise StoreError("internal error: a read inside a pipelined commit")
 
 
-@dataclasses.dataclass(frozen=True)
-class WriteContext:
-    """What every statement of one write needs to know."""
-
-    catalog: Catalog
-    commit_id: uuid.UUID
-    epoch: int
-    seq: int
-    source: str
-    started: float
-
-
 def is_small(part: Changeset) -> bool:
     """A part that goes out in one pipeline: no DDL, no wholesale replacement, few rows."""
     if part.schema_entries is not None or not part.schema.is_empty():
@@ -126,6 +113,7 @@ def is_small(part: Changeset) -> bool:
 class Writer(WriterFrame):
     """Applies the parts of one write; the caller owns the transaction."""
 
+    catalog: Catalog
     _names = itertools.count(1)
 
     def __init__(
