@@ -34,7 +34,7 @@ from pgfs.store.errors import (
 )
 from pgfs.store.interface import LeaseHolder, LeaseStatus
 from pgfs.store.mariadb import reads, reports
-from pgfs.store.mariadb.catalog import Catalog, check_schema_names
+from pgfs.store.mariadb.catalog import Catalog
 from pgfs.store.mariadb.connection import (
     DRIVER,
     WRITE_READ_TIMEOUT,
@@ -75,7 +75,7 @@ class MariaDBStore(ServerStore):
     ) -> MariaDBStore:
         """Open the read pool; StoreUnavailableError (no password) when MariaDB cannot be
         reached."""
-        check_schema_names(meta_schema, data_schema)
+        Catalog.check_names(meta_schema, data_schema)
         pool = ReadPool(url)
         pool.open()
         return cls(url, Catalog(meta_schema, data_schema), pool)

@@ -29,7 +29,7 @@ from pgfs.store.changeset import Changeset
 from pgfs.store.commit import WriteContext, WriterFrame
 from pgfs.store.interface import StoreState
 from pgfs.store.postgres import reads, reports
-from pgfs.store.postgres.catalog import FENCE_SQLSTATE, Catalog, check_schema_names
+from pgfs.store.postgres.catalog import FENCE_SQLSTATE, Catalog
 from pgfs.store.postgres.connection import (
     DRIVER,
     ReadPool,
@@ -73,7 +73,7 @@ class PostgresStore(ServerStore):
     ) -> PostgresStore:
         """Open the read pool; StoreUnavailableError (no password in it) when PostgreSQL
         cannot be reached."""
-        check_schema_names(meta_schema, data_schema)
+        Catalog.check_names(meta_schema, data_schema)
         connect(dsn).close()
         pool = ReadPool(dsn, name=f"pgfs-{meta_schema}")
         pool.open()
