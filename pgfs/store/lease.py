@@ -67,8 +67,17 @@ class LeaseBase:
     def _connect(self) -> Any:
         raise NotImplementedError
 
-    def _take(self, conn: Any, holder: LeaseHolder, takeover: bool) -> int:
-        """Take the lock (ending the holder's session with `takeover`) and bump the epoch."""
+    def _bump(self, conn: Any, holder: LeaseHolder) -> int:
+        """A new epoch and this holder, in one transaction (it waits for a fenced commit in
+        flight); the new epoch."""
+        raise NotImplementedError
+
+    def _end_holder_session(self, conn: Any) -> None:
+        """End the session that holds the lock (a takeover's)."""
+        raise NotImplementedError
+
+    def _wait_for_lock(self, conn: Any) -> bool:
+        """Take the lock, waiting up to LEASE_WAIT seconds; whether it was taken."""
         raise NotImplementedError
 
     def _try_lock(self, conn: Any) -> bool:
@@ -112,6 +121,28 @@ class LeaseBase:
             self._conn, self._holder, self._epoch, self._lost = conn, holder, epoch, None
             log.info("writer lease taken: epoch %d (%s)", epoch, holder.describe())
             return self.status()
+
+    def _take(self, conn: Any, holder: LeaseHolder, takeover: bool) -> int:
+        """Take the lock and bump the epoch. With `takeover`, a lock held elsewhere is
+        taken over: the epoch moves first (fencing the holder's writes, after its commit
+        in flight), then the holder's session is ended and its lock awaited."""
+        if self._try_lock(conn):
+            return self._bump(conn, holder)
+        current = self._read_holder(conn)
+        if not takeover:
+            raise held_by_another(self.catalog.meta_schema, current)
+        epoch = self._bump(conn, holder)
+        self._end_holder_session(conn)
+        if not self._wait_for_lock(conn):
+            raise LeaseHeldError(
+                "takeover: the old writer did not let go of the lease within "
+                f"{LEASE_WAIT:.0f} s (another takeover?)"
+            )
+        log.warning(
+            "took the writer lease over from %s",
+            current.describe() if current else "an unknown writer",
+        )
+        return epoch
 
     # ------------------------------------------------------------------ keeping it
 
