@@ -5,7 +5,8 @@ Each backend's connection module describes its driver once (`DRIVER`): the
 server's name in messages, the driver's error class, how a lost connection is
 told from an error the server reported, how a block of calls on a connection is
 bounded in time, the cheapest round trip, whether an idle connection is still
-sound, and the number of its session on the server. `ServerStore` and `LeaseBase` use
+sound, the number of its session on the server, and how a transaction begins and
+commits. `ServerStore` and `LeaseBase` use
 it; `translate` turns any error into a StoreError without the password.
 """
 
@@ -40,6 +41,9 @@ class ServerDriver:
     connection hears nothing: a server that ends it says so first). No round trip."""
     session_of: Callable[[Any], int]
     """The server's number for a connection's session (what ends it from another)."""
+    begin: Callable[[Any], None]
+    """Start a transaction on an autocommit connection."""
+    commit: Callable[[Any], None]
 
     def translate(self, exc: BaseException, doing: str, dsn: str) -> StoreError:
         """A StoreError for `exc` (StoreUnavailableError when it means a lost connection),

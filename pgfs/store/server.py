@@ -2,11 +2,10 @@
 
 A backend (`pgfs.store.postgres.PostgresStore`, `pgfs.store.mariadb.MariaDBStore`)
 supplies its driver (`pgfs.store.driver`), its connections, its reads and reports
-modules, its catalog, its lease, its writer and how a write's transaction is sent
-(`_send`); this class keeps the rest: reads on a pool with one retry, the lease,
-the write loop (one retry of a small write on a new connection), the writer's
-connection, failing fast while the server is down, and resolving a write whose
-COMMIT was sent but not answered.
+modules, its catalog, its lease and its writer; this class keeps the rest: reads
+on a pool with one retry, the lease, the write loop (one retry of a small write
+on a new connection), the writer's connection, failing fast while the server is
+down, and resolving a write whose COMMIT was sent but not answered.
 
 A write whose connection is lost after COMMIT was sent is resolved before the
 caller hears anything: the old session is ended (so nothing of the transaction
@@ -24,6 +23,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager
 from types import ModuleType
 from typing import Any, TypeVar
 
@@ -115,18 +115,10 @@ class ServerStore:
         """The writer of one write on `conn` (`small`: see `_is_small`)."""
         raise NotImplementedError
 
-    def _send(
-        self,
-        conn: Any,
-        writer: WriterFrame,
-        first: Changeset,
-        rest: Iterator[Changeset],
-        small: bool,
-        clear: bool,
-    ) -> None:
-        """The write's transaction on `conn`, COMMIT included; `writer.sent` says from
-        when on the COMMIT may have reached the server."""
-        raise NotImplementedError
+    def _batch(self, conn: Any, writer: WriterFrame, small: bool) -> AbstractContextManager:
+        """What the write's statements are sent inside; one that may deliver the COMMIT
+        before its end sets `writer.sent` first."""
+        return contextlib.nullcontext()
 
     def _ask(self, conn: Any, commit_id: uuid.UUID, session: int | None, until: float) -> bool:
         """End session `session` (the one that sent the COMMIT) and wait for it to go, then
@@ -402,8 +394,11 @@ class ServerStore:
             conn, SMALL_WRITE_DEADLINE if small else BULK_WRITE_DEADLINE
         )
         try:
-            with deadline:
-                self._send(conn, writer, first, rest, small, clear)
+            with deadline, self._batch(conn, writer, small):
+                self.driver.begin(conn)
+                writer.apply_all(first, rest, clear)
+                writer.sent = True
+                self.driver.commit(conn)
         except Exception as exc:
             self._after_failure(conn, exc, writer, session, deadline.expired)
         return writer

@@ -177,8 +177,24 @@ def thread_id(conn: mariadb.Connection) -> int:
     return conn.thread_id
 
 
+def begin(conn: mariadb.Connection) -> None:
+    conn.begin()
+
+
+def commit(conn: mariadb.Connection) -> None:
+    conn.commit()
+
+
 DRIVER = ServerDriver(
-    "MariaDB", mariadb.Error, is_connection_error, Deadline, ping, is_usable, thread_id
+    "MariaDB",
+    mariadb.Error,
+    is_connection_error,
+    Deadline,
+    ping,
+    is_usable,
+    thread_id,
+    begin,
+    commit,
 )
 """The driver as `ServerStore` and `LeaseBase` see it."""
 

@@ -21,13 +21,12 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Iterator
 
 import mariadb
 
 from pgfs.sqlite.schema import TableDefinition
 from pgfs.store.changeset import Changeset
-from pgfs.store.commit import WriteContext, WriterFrame
+from pgfs.store.commit import WriteContext
 from pgfs.store.errors import (
     CommitOutcomeUnknownError,
     StoreError,
@@ -182,20 +181,6 @@ class MariaDBStore(ServerStore):
         small: bool,
     ) -> Writer:
         return Writer(conn, self._side_connection, context, tables)
-
-    def _send(
-        self,
-        conn: mariadb.Connection,
-        writer: WriterFrame,
-        first: Changeset,
-        rest: Iterator[Changeset],
-        small: bool,
-        clear: bool,
-    ) -> None:
-        conn.begin()
-        writer.apply_all(first, rest, clear)
-        writer.sent = True
-        conn.commit()
 
     def _after_failure(
         self, conn: mariadb.Connection, exc: Exception, writer: Writer, session: int, expired: bool

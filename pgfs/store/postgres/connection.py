@@ -119,8 +119,24 @@ def backend_pid(conn: psycopg.Connection) -> int:
     return conn.info.backend_pid
 
 
+def begin(conn: psycopg.Connection) -> None:
+    conn.execute("BEGIN", prepare=False)
+
+
+def commit(conn: psycopg.Connection) -> None:
+    conn.execute("COMMIT", prepare=False)
+
+
 DRIVER = ServerDriver(
-    "PostgreSQL", psycopg.Error, is_connection_error, Deadline, ping, is_quiet, backend_pid
+    "PostgreSQL",
+    psycopg.Error,
+    is_connection_error,
+    Deadline,
+    ping,
+    is_quiet,
+    backend_pid,
+    begin,
+    commit,
 )
 """The driver as `ServerStore` and `LeaseBase` see it."""
 

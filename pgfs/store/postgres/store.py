@@ -16,10 +16,12 @@ outcome unknown (CommitOutcomeUnknownError); `commit_landed` answers later.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 
 import psycopg
 from psycopg import sql
@@ -121,26 +123,15 @@ class PostgresStore(ServerStore):
             conn, PipelinedStatements(conn) if small else DirectStatements(conn), context, tables
         )
 
-    def _send(
-        self,
-        conn: psycopg.Connection,
-        writer: WriterFrame,
-        first: Changeset,
-        rest: Iterator[Changeset],
-        small: bool,
-        clear: bool,
-    ) -> None:
-        if small:
-            writer.sent = True  # the pipeline may deliver the COMMIT at any point
-            with conn.pipeline():
-                conn.execute("BEGIN", prepare=False)
-                writer.apply_all(first, rest, clear)
-                conn.execute("COMMIT", prepare=False)
-        else:
-            conn.execute("BEGIN", prepare=False)
-            writer.apply_all(first, rest, clear)
-            writer.sent = True
-            conn.execute("COMMIT", prepare=False)
+    def _batch(
+        self, conn: psycopg.Connection, writer: WriterFrame, small: bool
+    ) -> AbstractContextManager:
+        """A small write goes out in one pipeline, which may deliver the COMMIT at any
+        point of it."""
+        if not small:
+            return contextlib.nullcontext()
+        writer.sent = True
+        return conn.pipeline()
 
     def _fence_message(self, exc: BaseException) -> str | None:
         if isinstance(exc, psycopg.Error) and exc.sqlstate == FENCE_SQLSTATE:
