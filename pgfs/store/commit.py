@@ -1,10 +1,11 @@
 """The frame of one write, whatever the backend: `WriterFrame`.
 
-A backend's writer subclasses it and supplies the statements (`_apply_schema`,
-`_apply_rows`, `_apply_chains`, `_apply_pages`, `_apply_schema_mirror`,
-`_rename`, `_temp_name`); the frame applies each part in the same order on
-every backend and keeps what the store needs afterwards (the last part, the new
-sqlite_schema, the table definitions, the counts).
+A backend's writer subclasses it and supplies the statements (`_drop_table`,
+`_create_table`, `_apply_alter`, `_apply_rows`, `_apply_chains`,
+`_apply_pages`, `_apply_schema_mirror`, `_rename`, `_temp_name`); the frame
+applies each part in the same order on every backend and keeps what the store
+needs afterwards (the last part, the new sqlite_schema, the table definitions,
+the counts).
 """
 
 from __future__ import annotations
@@ -146,6 +147,22 @@ class WriterFrame:
             tables,
         )
 
+    def _apply_schema(self, change: SchemaChange, encoding: TextEncoding, fmt: int) -> None:
+        """Drops, renames, creates, alters — in that order, so that a name can be
+        dropped and created again, or freed by a rename and reused, in one commit."""
+        for name in change.dropped:
+            self._drop_table(name)
+            self._delete_chains_of(name)
+            self.tables.pop(name, None)
+        self._apply_renames(change.renamed)
+        for definition in change.created:
+            if definition.name.lower().startswith("sqlite_"):
+                continue
+            self._create_table(definition)
+            self.tables[definition.name] = definition
+        for old, new in change.altered:
+            self._apply_alter(self.tables.get(new.name, old), new, encoding, fmt)
+
     def _apply_renames(self, renames: list[tuple[str, str]]) -> None:
         """Table renames; when one frees a name another takes, every table is parked
         under a temporary name first (a swap)."""
@@ -171,7 +188,20 @@ class WriterFrame:
     def _rename(self, old: str, new: str) -> None:
         raise NotImplementedError
 
-    def _apply_schema(self, change: SchemaChange, encoding: TextEncoding, fmt: int) -> None:
+    def _drop_table(self, name: str) -> None:
+        """Drop the data table of `name` (its chains and definition go in `_apply_schema`)."""
+        raise NotImplementedError
+
+    def _create_table(self, definition: TableDefinition) -> None:
+        """Make an empty data table for `definition` (one of its name is gone first)."""
+        raise NotImplementedError
+
+    def _delete_chains_of(self, owner: str) -> None:
+        raise NotImplementedError
+
+    def _apply_alter(
+        self, old: TableDefinition, new: TableDefinition, encoding: TextEncoding, fmt: int
+    ) -> None:
         raise NotImplementedError
 
     def _apply_rows(

@@ -31,7 +31,7 @@ import mariadb
 from pgfs.sqlite.header import TextEncoding
 from pgfs.sqlite.schema import Affinity, SchemaEntry, TableDefinition
 from pgfs.store.alter import alter_plan
-from pgfs.store.changeset import Changeset, PageRecord, SchemaChange, TableRows
+from pgfs.store.changeset import Changeset, PageRecord, TableRows
 from pgfs.store.commit import PAGE_COLUMNS, WriteContext, WriterFrame, page_rows
 from pgfs.store.errors import StoreError
 from pgfs.store.mariadb import ddl, reads
@@ -241,29 +241,19 @@ class Writer(WriterFrame):
 
     # -------------------------------------------------------------- DDL
 
-    def _apply_schema(self, change: SchemaChange, encoding: TextEncoding, fmt: int) -> None:
-        """Drops, renames, creates, alters — in that order, so that a name can be
-        dropped and created again, or freed by a rename and reused, in one commit."""
-        for name in change.dropped:
-            if name in self.fresh:
-                self.abandoned.append(self.physical[name])
-            self.physical.pop(name, None)
-            self.fresh.discard(name)
-            self._delete_chains_of(name)
-            self.tables.pop(name, None)
-        self._apply_renames(change.renamed)
-        for definition in change.created:
-            if definition.name.lower().startswith("sqlite_"):
-                continue
-            ddl.check_table(definition)
-            self._delete_chains_of(definition.name)
-            if definition.name not in self.fresh:
-                self.physical.pop(definition.name, None)
-            self._replace_physical(definition.name, self._staging(definition))
-            self._refilled.add(definition.name)
-            self.tables[definition.name] = definition
-        for old, new in change.altered:
-            self._apply_alter(self.tables.get(new.name, old), new, encoding, fmt)
+    def _drop_table(self, name: str) -> None:
+        if name in self.fresh:
+            self.abandoned.append(self.physical[name])
+        self.physical.pop(name, None)
+        self.fresh.discard(name)
+
+    def _create_table(self, definition: TableDefinition) -> None:
+        ddl.check_table(definition)
+        self._delete_chains_of(definition.name)
+        if definition.name not in self.fresh:
+            self.physical.pop(definition.name, None)
+        self._replace_physical(definition.name, self._staging(definition))
+        self._refilled.add(definition.name)
 
     def _rename(self, old: str, new: str) -> None:
         definition = self.tables.pop(old, None)

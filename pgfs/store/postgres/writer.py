@@ -30,7 +30,7 @@ from psycopg.types.json import Jsonb
 
 from pgfs.sqlite.header import TextEncoding
 from pgfs.sqlite.schema import SchemaEntry, TableDefinition
-from pgfs.store.changeset import Changeset, PageRecord, SchemaChange, TableRows
+from pgfs.store.changeset import Changeset, PageRecord, TableRows
 from pgfs.store.commit import PAGE_COLUMNS, WriteContext, WriterFrame, page_rows
 from pgfs.store.errors import StoreError
 from pgfs.store.postgres import ddl
@@ -208,25 +208,15 @@ class Writer(WriterFrame):
 
     # -------------------------------------------------------------- DDL
 
-    def _apply_schema(self, change: SchemaChange, encoding: TextEncoding, fmt: int) -> None:
-        """Drops, renames, creates, alters — in that order, so that a name can be
-        dropped and created again, or freed by a rename and reused, in one commit."""
+    def _drop_table(self, name: str) -> None:
+        self.out.execute(ddl.drop_table(self.catalog.data_schema, name))
+
+    def _create_table(self, definition: TableDefinition) -> None:
         schema = self.catalog.data_schema
-        for name in change.dropped:
-            self.out.execute(ddl.drop_table(schema, name))
-            self._delete_chains_of(name)
-            self.tables.pop(name, None)
-        self._apply_renames(change.renamed)
-        for definition in change.created:
-            if definition.name.lower().startswith("sqlite_"):
-                continue
-            self.out.execute(ddl.drop_table(schema, definition.name))
-            self._delete_chains_of(definition.name)
-            self.out.execute(ddl.create_table(schema, definition))
-            self.out.execute(ddl.comment_table(schema, definition))
-            self.tables[definition.name] = definition
-        for old, new in change.altered:
-            self._apply_alter(self.tables.get(new.name, old), new, encoding, fmt)
+        self.out.execute(ddl.drop_table(schema, definition.name))
+        self._delete_chains_of(definition.name)
+        self.out.execute(ddl.create_table(schema, definition))
+        self.out.execute(ddl.comment_table(schema, definition))
 
     def _rename(self, old: str, new: str) -> None:
         definition = self.tables.pop(old, None)
