@@ -20,7 +20,6 @@ import logging
 import os
 import select
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -30,6 +29,7 @@ from pgfs.store import deadline
 from pgfs.store.driver import ServerDriver
 from pgfs.store.dsn import describe_connect_error, parse_url
 from pgfs.store.errors import StoreError, StoreUnavailableError
+from pgfs.store.outage import ReadPoolOutage
 
 log = logging.getLogger("pgfs.store")
 
@@ -199,16 +199,18 @@ DRIVER = ServerDriver(
 """The driver as `ServerStore` and `LeaseBase` see it."""
 
 
-class ReadPool:
+class ReadPool(ReadPoolOutage):
     """Up to `size` idle connections for reads. A connection that failed is dropped, not
     returned; while the server is known to be down, a read makes one quick attempt."""
+
+    server = "MariaDB"
 
     def __init__(self, url: str, size: int = POOL_SIZE) -> None:
         self.url = url
         self.size = size
         self._idle: list[mariadb.Connection] = []
         self._lock = threading.Lock()
-        self._down_since: float | None = None
+        super().__init__()
         self._closed = False
 
     def open(self) -> None:
@@ -221,19 +223,6 @@ class ReadPool:
             idle, self._idle = self._idle, []
         for conn in idle:
             close_quietly(conn)
-
-    @property
-    def down(self) -> bool:
-        return self._down_since is not None
-
-    def mark_down(self) -> None:
-        if self._down_since is None:
-            self._down_since = time.monotonic()
-
-    def mark_up(self) -> None:
-        if self._down_since is not None:
-            log.info("MariaDB answers again after %.1f s", time.monotonic() - self._down_since)
-        self._down_since = None
 
     def _take(self) -> mariadb.Connection:
         while True:

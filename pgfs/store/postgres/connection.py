@@ -14,7 +14,6 @@ import contextlib
 import logging
 import os
 import select
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,6 +24,7 @@ from pgfs.store import deadline
 from pgfs.store.driver import ServerDriver
 from pgfs.store.dsn import describe_connect_error
 from pgfs.store.errors import StoreUnavailableError
+from pgfs.store.outage import ReadPoolOutage
 
 log = logging.getLogger("pgfs.store")
 
@@ -141,7 +141,7 @@ DRIVER = ServerDriver(
 """The driver as `ServerStore` and `LeaseBase` see it."""
 
 
-class ReadPool:
+class ReadPool(ReadPoolOutage):
     """Pooled connections for reads, failing fast while the server is known to be down.
 
     While connections fail, the pool reconnects in the background with a
@@ -150,9 +150,11 @@ class ReadPool:
     succeeds at once, so reads recover as soon as the server does.
     """
 
+    server = "PostgreSQL"
+
     def __init__(self, dsn: str, name: str, max_size: int = 4) -> None:
         self.dsn = dsn
-        self._down_since: float | None = None
+        super().__init__()
         self._pool = ConnectionPool(
             dsn,
             min_size=1,
@@ -172,19 +174,6 @@ class ReadPool:
 
     def close(self) -> None:
         self._pool.close()
-
-    @property
-    def down(self) -> bool:
-        return self._down_since is not None
-
-    def mark_down(self) -> None:
-        if self._down_since is None:
-            self._down_since = time.monotonic()
-
-    def mark_up(self) -> None:
-        if self._down_since is not None:
-            log.info("PostgreSQL answers again after %.1f s", time.monotonic() - self._down_since)
-        self._down_since = None
 
     @contextlib.contextmanager
     def connection(self) -> Iterator[psycopg.Connection]:
