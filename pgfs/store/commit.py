@@ -1,17 +1,20 @@
 """The frame of one write, whatever the backend: `WriterFrame`.
 
-A backend's writer subclasses it and supplies the statements (`_apply_schema`,
-`_apply_rows`, `_apply_chains`, `_apply_pages`, `_apply_schema_mirror`,
-`_rename`, `_temp_name`); the frame applies each part in the same order on
-every backend and keeps what the store needs afterwards (the last part, the new
-sqlite_schema, the table definitions, the counts).
+A backend's writer subclasses it and supplies the statements (`_drop_table`,
+`_create_table`, `_apply_alter`, `_apply_rows`, `_apply_chains`,
+`_apply_pages`, `_apply_schema_mirror`, `_rename`, `_temp_name`); the frame
+applies each part in the same order on every backend and keeps what the store
+needs afterwards (the last part, the new sqlite_schema, the table definitions,
+the counts).
 """
 
 from __future__ import annotations
 
 import itertools
 import time
+import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from pgfs.sqlite.header import HEADER_SIZE, DatabaseHeader, TextEncoding
@@ -20,6 +23,21 @@ from pgfs.store.changeset import Changeset, PageRecord, SchemaChange, TableRows
 from pgfs.store.errors import StoreError
 from pgfs.store.interface import CommitStats
 from pgfs.store.stored import tables_after
+
+
+@dataclass(frozen=True)
+class WriteContext:
+    """What every statement of one write needs to know."""
+
+    catalog: Any
+    """The backend's catalog: the names of the store's tables."""
+    commit_id: uuid.UUID
+    epoch: int
+    seq: int
+    source: str
+    started: float
+    """`time.perf_counter()` when the write began."""
+
 
 PAGE_COLUMNS = ["pgno", "kind", "owner", "lo", "hi", "seq", "data"]
 """The columns of the pages meta table, in the order `page_rows` gives them."""
@@ -45,7 +63,7 @@ def page_rows(pages: list[PageRecord]) -> list[tuple[Any, ...]]:
 class WriterFrame:
     """Applies the parts of one write in order; the caller owns the transaction."""
 
-    def __init__(self, context: Any, tables: dict[str, TableDefinition]) -> None:
+    def __init__(self, context: WriteContext, tables: dict[str, TableDefinition]) -> None:
         self.context = context
         self.catalog = context.catalog
         self.tables = dict(tables)
@@ -53,6 +71,8 @@ class WriterFrame:
         self._last: Changeset | None = None
         self.entries: list[SchemaEntry] | None = None
         """The new sqlite_schema when this write changed it."""
+        self.sent = False
+        """Whether the COMMIT may have reached the server (set by whoever sends it)."""
 
     def apply(self, part: Changeset) -> None:
         header = DatabaseHeader.parse(part.header)
@@ -127,6 +147,22 @@ class WriterFrame:
             tables,
         )
 
+    def _apply_schema(self, change: SchemaChange, encoding: TextEncoding, fmt: int) -> None:
+        """Drops, renames, creates, alters — in that order, so that a name can be
+        dropped and created again, or freed by a rename and reused, in one commit."""
+        for name in change.dropped:
+            self._drop_table(name)
+            self._delete_chains_of(name)
+            self.tables.pop(name, None)
+        self._apply_renames(change.renamed)
+        for definition in change.created:
+            if definition.name.lower().startswith("sqlite_"):
+                continue
+            self._create_table(definition)
+            self.tables[definition.name] = definition
+        for old, new in change.altered:
+            self._apply_alter(self.tables.get(new.name, old), new, encoding, fmt)
+
     def _apply_renames(self, renames: list[tuple[str, str]]) -> None:
         """Table renames; when one frees a name another takes, every table is parked
         under a temporary name first (a swap)."""
@@ -152,7 +188,20 @@ class WriterFrame:
     def _rename(self, old: str, new: str) -> None:
         raise NotImplementedError
 
-    def _apply_schema(self, change: SchemaChange, encoding: TextEncoding, fmt: int) -> None:
+    def _drop_table(self, name: str) -> None:
+        """Drop the data table of `name` (its chains and definition go in `_apply_schema`)."""
+        raise NotImplementedError
+
+    def _create_table(self, definition: TableDefinition) -> None:
+        """Make an empty data table for `definition` (one of its name is gone first)."""
+        raise NotImplementedError
+
+    def _delete_chains_of(self, owner: str) -> None:
+        raise NotImplementedError
+
+    def _apply_alter(
+        self, old: TableDefinition, new: TableDefinition, encoding: TextEncoding, fmt: int
+    ) -> None:
         raise NotImplementedError
 
     def _apply_rows(

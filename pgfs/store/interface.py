@@ -14,6 +14,7 @@ rendered pages in its own memory and on local disk.
 from __future__ import annotations
 
 import dataclasses
+import json
 import socket
 import time
 import uuid
@@ -161,6 +162,20 @@ class LeaseHolder:
     def describe(self) -> str:
         when = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(self.since))
         return f"host {self.host}, pid {self.pid}, mount {self.mountpoint}, since {when}"
+
+    def to_json(self) -> str:
+        """As the meta table's `lease_holder` value keeps it."""
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str | None) -> LeaseHolder | None:
+        """The holder a `lease_holder` value names (None when empty or not one)."""
+        if not text:
+            return None
+        try:
+            return cls(**json.loads(text))
+        except (TypeError, ValueError):
+            return None
 
 
 @dataclass(frozen=True)

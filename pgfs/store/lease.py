@@ -25,6 +25,7 @@ import logging
 import threading
 from typing import Any
 
+from pgfs.store.driver import ServerDriver
 from pgfs.store.errors import LeaseHeldError, LeaseLostError, StoreError
 from pgfs.store.interface import LeaseHolder, LeaseStatus
 
@@ -47,7 +48,7 @@ def held_by_another(store: str, current: LeaseHolder | None) -> LeaseHeldError:
 class LeaseBase:
     """The lease of one store, as one process holds it. Thread-safe."""
 
-    driver_error: type[Exception] = Exception
+    driver: ServerDriver
     acquire_bound = LEASE_WAIT + STATEMENT_DEADLINE
     """Seconds taking the lease may take (a takeover waits up to LEASE_WAIT)."""
 
@@ -66,17 +67,17 @@ class LeaseBase:
     def _connect(self) -> Any:
         raise NotImplementedError
 
-    def _deadline(self, conn: Any, seconds: float) -> Any:
+    def _bump(self, conn: Any, holder: LeaseHolder) -> int:
+        """A new epoch and this holder, in one transaction (it waits for a fenced commit in
+        flight); the new epoch."""
         raise NotImplementedError
 
-    def _translate(self, exc: BaseException, doing: str) -> StoreError:
+    def _end_holder_session(self, conn: Any) -> None:
+        """End the session that holds the lock (a takeover's)."""
         raise NotImplementedError
 
-    def _is_connection_error(self, exc: BaseException) -> bool:
-        raise NotImplementedError
-
-    def _take(self, conn: Any, holder: LeaseHolder, takeover: bool) -> int:
-        """Take the lock (ending the holder's session with `takeover`) and bump the epoch."""
+    def _wait_for_lock(self, conn: Any) -> bool:
+        """Take the lock, waiting up to LEASE_WAIT seconds; whether it was taken."""
         raise NotImplementedError
 
     def _try_lock(self, conn: Any) -> bool:
@@ -89,14 +90,6 @@ class LeaseBase:
         raise NotImplementedError
 
     def _read_holder(self, conn: Any) -> LeaseHolder | None:
-        raise NotImplementedError
-
-    def _ping(self, conn: Any) -> None:
-        raise NotImplementedError
-
-    def _quiet(self, conn: Any) -> bool:
-        """Whether the idle lease connection is open and the server sent nothing on it (an
-        idle connection hears nothing: a server that ends it says so first)."""
         raise NotImplementedError
 
     # ------------------------------------------------------------------ status
@@ -118,16 +111,38 @@ class LeaseBase:
                 return self.status()
             conn = self._connect()
             try:
-                with self._deadline(conn, self.acquire_bound):
+                with self.driver.deadline(conn, self.acquire_bound):
                     epoch = self._take(conn, holder, takeover)
             except BaseException as exc:
                 conn.close()
                 if isinstance(exc, Exception):
-                    raise self._translate(exc, "taking the writer lease") from exc
+                    raise self.driver.translate(exc, "taking the writer lease", self.dsn) from exc
                 raise
             self._conn, self._holder, self._epoch, self._lost = conn, holder, epoch, None
             log.info("writer lease taken: epoch %d (%s)", epoch, holder.describe())
             return self.status()
+
+    def _take(self, conn: Any, holder: LeaseHolder, takeover: bool) -> int:
+        """Take the lock and bump the epoch. With `takeover`, a lock held elsewhere is
+        taken over: the epoch moves first (fencing the holder's writes, after its commit
+        in flight), then the holder's session is ended and its lock awaited."""
+        if self._try_lock(conn):
+            return self._bump(conn, holder)
+        current = self._read_holder(conn)
+        if not takeover:
+            raise held_by_another(self.catalog.meta_schema, current)
+        epoch = self._bump(conn, holder)
+        self._end_holder_session(conn)
+        if not self._wait_for_lock(conn):
+            raise LeaseHeldError(
+                "takeover: the old writer did not let go of the lease within "
+                f"{LEASE_WAIT:.0f} s (another takeover?)"
+            )
+        log.warning(
+            "took the writer lease over from %s",
+            current.describe() if current else "an unknown writer",
+        )
+        return epoch
 
     # ------------------------------------------------------------------ keeping it
 
@@ -142,7 +157,7 @@ class LeaseBase:
                 raise LeaseLostError(self._lost)
             if self._epoch is None or self._holder is None:
                 raise StoreError("internal error: writing without the writer lease")
-            if self._conn is None or not self._quiet(self._conn):
+            if self._conn is None or not self.driver.is_quiet(self._conn):
                 self._probe_or_retake()
             return self._epoch
 
@@ -151,8 +166,8 @@ class LeaseBase:
         conn = self._conn
         if conn is not None:
             try:
-                with self._deadline(conn, STATEMENT_DEADLINE):
-                    self._ping(conn)
+                with self.driver.deadline(conn, STATEMENT_DEADLINE):
+                    self.driver.ping(conn)
                 return
             except Exception as exc:
                 log.warning("the writer lease's connection dropped: %s", exc)
@@ -165,10 +180,10 @@ class LeaseBase:
             if conn is None or self._lost is not None:
                 return
             try:
-                with self._deadline(conn, STATEMENT_DEADLINE):
-                    self._ping(conn)
-            except self.driver_error as exc:
-                if self._is_connection_error(exc):
+                with self.driver.deadline(conn, STATEMENT_DEADLINE):
+                    self.driver.ping(conn)
+            except self.driver.error as exc:
+                if self.driver.is_connection_error(exc):
                     log.warning("the writer lease's connection dropped: %s", exc)
                     with contextlib.suppress(Exception):
                         conn.close()
@@ -182,13 +197,13 @@ class LeaseBase:
             self._conn = None
         conn = self._connect()
         try:
-            with self._deadline(conn, STATEMENT_DEADLINE):
+            with self.driver.deadline(conn, STATEMENT_DEADLINE):
                 locked = self._try_lock(conn)
                 epoch = self._read_epoch(conn)
                 holder = self._read_holder(conn)
-        except self.driver_error as exc:
+        except self.driver.error as exc:
             conn.close()
-            raise self._translate(exc, "taking the writer lease again") from exc
+            raise self.driver.translate(exc, "taking the writer lease again", self.dsn) from exc
         if not locked or epoch != self._epoch:
             conn.close()
             who = holder.describe() if holder else "another writer"

@@ -1,11 +1,11 @@
 """What every server backend's store does the same way: `ServerStore`.
 
 A backend (`pgfs.store.postgres.PostgresStore`, `pgfs.store.mariadb.MariaDBStore`)
-supplies its connections, its reads and reports modules, its catalog, its lease
-and the one try at a write (`_attempt`); this class keeps the rest: reads on a
-pool with one retry, the lease, the write loop (one retry of a small write on a
-new connection), failing fast while the server is down, and resolving a write
-whose COMMIT was sent but not answered.
+supplies its driver (`pgfs.store.driver`), its connections, its reads and reports
+modules, its catalog, its lease and its writer; this class keeps the rest: reads
+on a pool with one retry, the lease, the write loop (one retry of a small write
+on a new connection), the writer's connection, failing fast while the server is
+down, and resolving a write whose COMMIT was sent but not answered.
 
 A write whose connection is lost after COMMIT was sent is resolved before the
 caller hears anything: the old session is ended (so nothing of the transaction
@@ -23,12 +23,14 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager
 from types import ModuleType
 from typing import Any, TypeVar
 
-from pgfs.sqlite.errors import FormatError
 from pgfs.store.changeset import Changeset, CommitSource, PageRecord
-from pgfs.store.dsn import describe_target, one_line, scrub
+from pgfs.store.commit import WriteContext, WriterFrame
+from pgfs.store.driver import ServerDriver
+from pgfs.store.dsn import describe_target
 from pgfs.store.errors import (
     CommitOutcomeUnknownError,
     LeaseLostError,
@@ -57,27 +59,12 @@ QUICK_TRY = 1.0
 tries once, this long, instead of waiting the whole bound again: one bounded wait per
 failure, and back within about a second of the server's return."""
 HEALTH_DEADLINE = 3.0
+SMALL_WRITE_DEADLINE = 15.0
+"""Seconds a small write (see `_is_small`) may take before its connection is cut."""
+BULK_WRITE_DEADLINE = 3600.0
+"""The same for any other write (an import, a VACUUM); keepalives catch partitions."""
 
 T = TypeVar("T")
-
-
-def translate_error(
-    exc: BaseException, doing: str, dsn: str, *, server: str, lost: bool, reported: bool
-) -> StoreError:
-    """A StoreError for `exc` (StoreUnavailableError when the connection was `lost`; a
-    `reported` error is one the server's driver raised), never with the password."""
-    if isinstance(exc, StoreError):
-        return exc
-    message = scrub(one_line(str(exc)) or type(exc).__name__, dsn)
-    if lost:
-        return StoreUnavailableError(
-            f"{server} unavailable ({describe_target(dsn)}) while {doing}: {message}"
-        )
-    if reported:
-        return StoreError(f"{server} failed while {doing}: {message}")
-    if isinstance(exc, FormatError):
-        return StoreError(f"{doing}: {message}")
-    return StoreError(f"{doing} failed: {type(exc).__name__}: {message}")
 
 
 class NotLanded(Exception):
@@ -91,13 +78,11 @@ class NotLanded(Exception):
 class ServerStore:
     """The backend-neutral half of a server store (see module docstring)."""
 
-    server = ""
-    """The server's name in messages ("PostgreSQL", "MariaDB")."""
+    driver: ServerDriver
     reads: ModuleType
     """page_records, pages_of, leaf_rows_of, row_payloads, overflow_chains, table_rows."""
     reports: ModuleType
     """inspect(conn, catalog)."""
-    driver_error: type[Exception] = Exception
 
     def __init__(self, dsn: str, catalog: Any, pool: Any, lease: Any) -> None:
         self.dsn = dsn
@@ -113,36 +98,27 @@ class ServerStore:
 
     # ------------------------------------------------------------------ the backend's part
 
-    def _translate(self, exc: BaseException, doing: str) -> StoreError:
-        raise NotImplementedError
-
     def _connect(self, timeout: float | None = None) -> Any:
         """A new autocommit connection (StoreUnavailableError when it fails)."""
-        raise NotImplementedError
-
-    def _deadline(self, conn: Any, seconds: float) -> Any:
-        raise NotImplementedError
-
-    def _ping(self, conn: Any) -> None:
         raise NotImplementedError
 
     def _is_small(self, part: Changeset) -> bool:
         raise NotImplementedError
 
-    def _attempt(
-        self,
-        context: Any,
-        state: StoreState,
-        first: Changeset,
-        rest: Iterator[Changeset],
-        small: bool,
-        clear: bool,
-    ) -> Any:
-        """One try at one write: its writer once committed, else NotLanded or a StoreError."""
+    def _connect_writer(self, timeout: float | None) -> Any:
+        """A new connection for writes (StoreUnavailableError when it fails)."""
         raise NotImplementedError
 
-    def _context(self, commit_id: uuid.UUID, epoch: int, seq: int, source: str, started: float):
+    def _new_writer(
+        self, conn: Any, context: WriteContext, tables: dict[str, Any], small: bool
+    ) -> WriterFrame:
+        """The writer of one write on `conn` (`small`: see `_is_small`)."""
         raise NotImplementedError
+
+    def _batch(self, conn: Any, writer: WriterFrame, small: bool) -> AbstractContextManager:
+        """What the write's statements are sent inside; one that may deliver the COMMIT
+        before its end sets `writer.sent` first."""
+        return contextlib.nullcontext()
 
     def _ask(self, conn: Any, commit_id: uuid.UUID, session: int | None, until: float) -> bool:
         """End session `session` (the one that sent the COMMIT) and wait for it to go, then
@@ -164,7 +140,7 @@ class ServerStore:
     def _before_write(self) -> None:
         """Called under the write lock before each write."""
 
-    def _after_write(self, writer: Any) -> None:
+    def _after_write(self, writer: WriterFrame) -> None:
         """Called under the write lock after a write committed."""
 
     def _table_rows(self, conn: Any, definition: Any, state: StoreState) -> Iterator:
@@ -173,6 +149,14 @@ class ServerStore:
         )
 
     # ------------------------------------------------------------------ plumbing
+
+    @property
+    def server(self) -> str:
+        """The server's name in messages."""
+        return self.driver.server
+
+    def _translate(self, exc: BaseException, doing: str) -> StoreError:
+        return self.driver.translate(exc, doing, self.dsn)
 
     def close(self) -> None:
         self._lease.release()
@@ -300,7 +284,7 @@ class ServerStore:
         try:
             with self._pool.connection() as conn:
                 yield from self._table_rows(conn, definition, state)
-        except (self.driver_error, StoreError) as exc:
+        except (self.driver.error, StoreError) as exc:
             raise self._translate(exc, f"reading rows of {table!r}") from exc
 
     def inspect(self) -> dict[str, object]:
@@ -322,11 +306,11 @@ class ServerStore:
         try:
             conn = self._connect(HEALTH_DEADLINE)
             try:
-                with self._deadline(conn, HEALTH_DEADLINE):
-                    self._ping(conn)
+                with self.driver.deadline(conn, HEALTH_DEADLINE):
+                    self.driver.ping(conn)
             finally:
                 conn.close()
-        except (StoreError, self.driver_error) as exc:
+        except (StoreError, self.driver.error) as exc:
             detail = str(self._translate(exc, "checking health"))
             return Health(False, detail, time.monotonic() - started)
         return Health(True, "ok", time.monotonic() - started)
@@ -371,7 +355,9 @@ class ServerStore:
         with self._write_lock:
             self._before_write()
             state = self._current()
-            context = self._context(commit_id, epoch, state.commit_seq + 1, str(source), started)
+            context = WriteContext(
+                self.catalog, commit_id, epoch, state.commit_seq + 1, str(source), started
+            )
             for attempt in (0, 1):
                 try:
                     writer = self._attempt(context, state, first, rest, small, clear)
@@ -391,6 +377,50 @@ class ServerStore:
         stats.ms = (time.perf_counter() - started) * 1000
         return stats
 
+    def _attempt(
+        self,
+        context: WriteContext,
+        state: StoreState,
+        first: Changeset,
+        rest: Iterator[Changeset],
+        small: bool,
+        clear: bool,
+    ) -> WriterFrame:
+        """One try at one write: its writer once committed, else NotLanded or a StoreError."""
+        conn = self._writer_connection()
+        session = self.driver.session_of(conn)
+        writer = self._new_writer(conn, context, state.tables, small)
+        deadline = self.driver.deadline(
+            conn, SMALL_WRITE_DEADLINE if small else BULK_WRITE_DEADLINE
+        )
+        try:
+            with deadline, self._batch(conn, writer, small):
+                self.driver.begin(conn)
+                writer.apply_all(first, rest, clear)
+                writer.sent = True
+                self.driver.commit(conn)
+        except Exception as exc:
+            self._after_failure(conn, exc, writer, session, deadline.expired)
+        return writer
+
+    def _writer_connection(self) -> Any:
+        """The connection writes go through: the one kept while it is quiet, else a new
+        one (one quick try while the server is known to be down)."""
+        conn = self._writer
+        if conn is None or not self.driver.is_quiet(conn):
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    conn.close()
+            self._writer = None
+            timeout = QUICK_TRY if self._down_since is not None else None
+            try:
+                conn = self._writer = self._connect_writer(timeout)
+            except StoreUnavailableError:
+                self._mark_down()
+                raise
+            self._mark_up()
+        return conn
+
     def _mark_down(self) -> None:
         if self._down_since is None:
             self._down_since = time.monotonic()
@@ -404,14 +434,7 @@ class ServerStore:
             self._down_since = None
 
     def _after_failure(
-        self,
-        conn: Any,
-        exc: Exception,
-        sent: bool,
-        commit_id: uuid.UUID,
-        session: int,
-        started: float,
-        expired: bool,
+        self, conn: Any, exc: Exception, writer: WriterFrame, session: int, expired: bool
     ) -> None:
         """Raise what the failed write means; return only when it landed after all.
 
@@ -430,8 +453,9 @@ class ServerStore:
         with contextlib.suppress(Exception):
             conn.close()
         self._writer = None
-        if not sent:
+        if not writer.sent:
             raise NotLanded(error) from exc
+        commit_id, started = writer.context.commit_id, writer.context.started
         log.warning("the connection was lost after COMMIT was sent: asking the server (%s)", error)
         if self._resolve(commit_id, session, started + ANSWER_BOUND):
             log.warning("commit %s did land: answering success", commit_id)
@@ -454,12 +478,12 @@ class ServerStore:
                 time.sleep(0.2)
                 continue
             try:
-                with self._deadline(conn, max(0.5, until - time.perf_counter())):
+                with self.driver.deadline(conn, max(0.5, until - time.perf_counter())):
                     landed = self._ask(conn, commit_id, session, until)
                 self._unresolved.pop(commit_id, None)
                 self._mark_up()
                 return landed
-            except self.driver_error as exc:
+            except self.driver.error as exc:
                 last = exc
                 time.sleep(0.2)
             finally:

@@ -33,14 +33,13 @@ from dataclasses import dataclass, field
 
 import mariadb
 
-from pgfs.sqlite.errors import FormatError
-from pgfs.sqlite.schema import SchemaEntry, has_data_table
+from pgfs.sqlite.schema import SchemaEntry
+from pgfs.store.catalog import CatalogBase
 from pgfs.store.changeset import PageKind
 from pgfs.store.errors import StoreConflictError, StoreError
-from pgfs.store.interface import StoreState
 from pgfs.store.mariadb import ddl
 from pgfs.store.mariadb.connection import plain_identifier, qualified, quote
-from pgfs.store.stored import MetaValues, state_of
+from pgfs.store.stored import MetaValues
 
 FORMAT_VERSION = "3"
 META_TABLES = ("meta", "sqlite_schema", "pages", "overflow_chain", "commit_log", "ddl_pending")
@@ -71,11 +70,18 @@ class DdlSteps:
 
 
 @dataclass(frozen=True)
-class Catalog:
+class Catalog(CatalogBase):
     """The two databases of one store and how pgfs' own objects are named in them."""
 
-    meta_schema: str
-    data_schema: str
+    schema_word = "database"
+    meta_tables = META_TABLES
+    work_prefixes = ddl.WORK_PREFIXES
+
+    @classmethod
+    def check_name(cls, name: str) -> None:
+        ddl.check_identifier(name, "database")
+        if not plain_identifier(name) or "`" in name:
+            raise StoreError(f"database name {name!r}: use letters, digits, _ and $")
 
     def meta(self, table: str) -> str:
         return qualified(self.meta_schema, table)
@@ -125,11 +131,6 @@ class Catalog:
         cur.execute(f"SELECT `key`, value, data FROM {self.meta('meta')}")
         return {key: (value, data) for key, value, data in cur.fetchall()}
 
-    def load_state(self, conn: mariadb.Connection) -> StoreState:
-        if not self.initialised(conn):
-            return StoreState.empty()
-        return state_of(self.meta_values(conn), self.entries(conn))
-
     # ------------------------------------------------------------------ creating
 
     def initialise(self, conn: mariadb.Connection) -> None:
@@ -139,7 +140,7 @@ class Catalog:
         try:
             check_server(conn)
             self._check_format(conn)
-            self._check_foreign(conn)
+            self.check_foreign(conn)
             for statement in self._create_statements():
                 cur.execute(statement)
             cur.execute(
@@ -160,27 +161,6 @@ class Catalog:
             raise StoreConflictError(
                 f"database {self.meta_schema!r} holds pgfs format {row[0]!r}; "
                 f"this pgfs uses format {FORMAT_VERSION!r}"
-            )
-
-    def _check_foreign(self, conn: mariadb.Connection) -> None:
-        known: set[str] = set()
-        if self.table_exists(conn, self.meta_schema, "sqlite_schema"):
-            known = {e.name for e in self.entries(conn) if has_data_table(e)}
-        foreign_meta = self.tables(conn, self.meta_schema) - set(META_TABLES)
-        if foreign_meta:
-            raise StoreConflictError(
-                f"database {self.meta_schema!r} holds tables pgfs did not create: "
-                f"{', '.join(sorted(foreign_meta)[:10])}; choose another meta database"
-            )
-        foreign = {
-            name
-            for name in self.tables(conn, self.data_schema) - known
-            if not name.startswith(ddl.WORK_PREFIXES)
-        }
-        if foreign:
-            raise StoreConflictError(
-                f"database {self.data_schema!r} holds tables pgfs did not create: "
-                f"{', '.join(sorted(foreign)[:10])}; choose another data database"
             )
 
     def _create_statements(self) -> list[str]:
@@ -260,15 +240,3 @@ def check_server(conn: mariadb.Connection) -> None:
             f"the MariaDB server folds table names (lower_case_table_names={row[0]}); pgfs "
             "needs them kept as they are (lower_case_table_names=0, the default on Linux)"
         )
-
-
-def check_schema_names(meta_schema: str, data_schema: str) -> None:
-    if meta_schema == data_schema:
-        raise StoreError(f"the meta and data databases must differ (both {meta_schema!r})")
-    for name in (meta_schema, data_schema):
-        try:
-            ddl.check_identifier(name, "database")
-        except FormatError as exc:
-            raise StoreError(str(exc)) from None
-        if not plain_identifier(name) or "`" in name:
-            raise StoreError(f"database name {name!r}: use letters, digits, _ and $")

@@ -20,16 +20,16 @@ import logging
 import os
 import select
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import mariadb
 
 from pgfs.store import deadline
+from pgfs.store.driver import ServerDriver
 from pgfs.store.dsn import describe_connect_error, parse_url
 from pgfs.store.errors import StoreError, StoreUnavailableError
-from pgfs.store.server import translate_error
+from pgfs.store.outage import ReadPoolOutage
 
 log = logging.getLogger("pgfs.store")
 
@@ -113,18 +113,6 @@ def errno_of(exc: BaseException) -> int | None:
     return getattr(exc, "errno", None) if isinstance(exc, mariadb.Error) else None
 
 
-def translate(exc: BaseException, doing: str, dsn: str) -> StoreError:
-    """A StoreError (StoreUnavailableError for connection trouble) for `exc`, no password."""
-    return translate_error(
-        exc,
-        doing,
-        dsn,
-        server="MariaDB",
-        lost=is_connection_error(exc),
-        reported=isinstance(exc, mariadb.Error),
-    )
-
-
 def connect(
     url: str, *, timeout: float | None = None, read_timeout: int = READ_TIMEOUT
 ) -> mariadb.Connection:
@@ -149,7 +137,7 @@ def connect(
         cur.close()
     except mariadb.Error as exc:
         conn.close()
-        raise translate(exc, "setting up the connection", url) from None
+        raise DRIVER.translate(exc, "setting up the connection", url) from None
     return conn
 
 
@@ -181,16 +169,48 @@ class Deadline(deadline.Deadline):
         self.conn = conn
 
 
-class ReadPool:
+def ping(conn: mariadb.Connection) -> None:
+    conn.cursor().execute("SELECT 1")
+
+
+def thread_id(conn: mariadb.Connection) -> int:
+    return conn.thread_id
+
+
+def begin(conn: mariadb.Connection) -> None:
+    conn.begin()
+
+
+def commit(conn: mariadb.Connection) -> None:
+    conn.commit()
+
+
+DRIVER = ServerDriver(
+    "MariaDB",
+    mariadb.Error,
+    is_connection_error,
+    Deadline,
+    ping,
+    is_usable,
+    thread_id,
+    begin,
+    commit,
+)
+"""The driver as `ServerStore` and `LeaseBase` see it."""
+
+
+class ReadPool(ReadPoolOutage):
     """Up to `size` idle connections for reads. A connection that failed is dropped, not
     returned; while the server is known to be down, a read makes one quick attempt."""
+
+    server = "MariaDB"
 
     def __init__(self, url: str, size: int = POOL_SIZE) -> None:
         self.url = url
         self.size = size
         self._idle: list[mariadb.Connection] = []
         self._lock = threading.Lock()
-        self._down_since: float | None = None
+        super().__init__()
         self._closed = False
 
     def open(self) -> None:
@@ -203,19 +223,6 @@ class ReadPool:
             idle, self._idle = self._idle, []
         for conn in idle:
             close_quietly(conn)
-
-    @property
-    def down(self) -> bool:
-        return self._down_since is not None
-
-    def mark_down(self) -> None:
-        if self._down_since is None:
-            self._down_since = time.monotonic()
-
-    def mark_up(self) -> None:
-        if self._down_since is not None:
-            log.info("MariaDB answers again after %.1f s", time.monotonic() - self._down_since)
-        self._down_since = None
 
     def _take(self) -> mariadb.Connection:
         while True:

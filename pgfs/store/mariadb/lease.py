@@ -8,23 +8,18 @@ connection and takes the lock.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-from dataclasses import asdict
 
 import mariadb
 
-from pgfs.store.errors import LeaseHeldError, StoreError
+from pgfs.store.errors import StoreError
 from pgfs.store.interface import LeaseHolder
-from pgfs.store.lease import LEASE_WAIT, STATEMENT_DEADLINE, LeaseBase, held_by_another
+from pgfs.store.lease import LEASE_WAIT, STATEMENT_DEADLINE, LeaseBase
 from pgfs.store.mariadb.catalog import Catalog
 from pgfs.store.mariadb.connection import (
-    Deadline,
+    DRIVER,
     connect,
     errno_of,
-    is_connection_error,
-    is_usable,
-    translate,
 )
 
 log = logging.getLogger("pgfs.store")
@@ -35,21 +30,12 @@ NO_SUCH_TABLE = 1146
 class Lease(LeaseBase):
     """The lease of one store, as one process holds it. Thread-safe."""
 
-    driver_error = mariadb.Error
+    driver = DRIVER
     acquire_bound = LEASE_WAIT * 2 + STATEMENT_DEADLINE
     catalog: Catalog
 
     def _connect(self) -> mariadb.Connection:
         return connect(self.dsn)
-
-    def _deadline(self, conn: mariadb.Connection, seconds: float) -> Deadline:
-        return Deadline(conn, seconds)
-
-    def _translate(self, exc: BaseException, doing: str) -> StoreError:
-        return translate(exc, doing, self.dsn)
-
-    def _is_connection_error(self, exc: BaseException) -> bool:
-        return is_connection_error(exc)
 
     def _try_lock(self, conn: mariadb.Connection) -> bool:
         cur = conn.cursor()
@@ -60,12 +46,6 @@ class Lease(LeaseBase):
     def _unlock(self, conn: mariadb.Connection) -> None:
         conn.cursor().execute("SELECT RELEASE_ALL_LOCKS()")
 
-    def _ping(self, conn: mariadb.Connection) -> None:
-        conn.cursor().execute("SELECT 1")
-
-    def _quiet(self, conn: mariadb.Connection) -> bool:
-        return is_usable(conn)
-
     def _read_epoch(self, conn: mariadb.Connection) -> int | None:
         cur = conn.cursor()
         cur.execute(f"SELECT value FROM {self.catalog.meta('meta')} WHERE `key` = 'lease_epoch'")
@@ -73,38 +53,34 @@ class Lease(LeaseBase):
         return int(row[0]) if row and row[0] is not None else None
 
     def _read_holder(self, conn: mariadb.Connection) -> LeaseHolder | None:
-        return _read_holder(conn, self.catalog)
-
-    def _take(self, conn: mariadb.Connection, holder: LeaseHolder, takeover: bool) -> int:
         cur = conn.cursor()
-        name = self.catalog.lock_name
-        if self._try_lock(conn):
-            return self._bump(conn, holder)
-        current = _read_holder(conn, self.catalog)
-        if not takeover:
-            raise held_by_another(self.catalog.meta_schema, current)
-        epoch = self._bump(conn, holder)
-        cur.execute("SELECT IS_USED_LOCK(?)", (name,))
+        try:
+            cur.execute(
+                f"SELECT value FROM {self.catalog.meta('meta')} WHERE `key` = 'lease_holder'"
+            )
+        except mariadb.Error as exc:
+            if errno_of(exc) == NO_SUCH_TABLE:
+                return None
+            raise
+        row = cur.fetchone()
+        return LeaseHolder.from_json(row[0] if row else None)
+
+    def _end_holder_session(self, conn: mariadb.Connection) -> None:
+        cur = conn.cursor()
+        cur.execute("SELECT IS_USED_LOCK(?)", (self.catalog.lock_name,))
         row = cur.fetchone()
         if row and row[0] is not None:
             log.warning("takeover: ending the old writer's lease connection (%d)", row[0])
             with contextlib.suppress(mariadb.Error):
                 cur.execute(f"KILL CONNECTION {int(row[0])}")
-        cur.execute("SELECT GET_LOCK(?, ?)", (name, LEASE_WAIT))
+
+    def _wait_for_lock(self, conn: mariadb.Connection) -> bool:
+        cur = conn.cursor()
+        cur.execute("SELECT GET_LOCK(?, ?)", (self.catalog.lock_name, LEASE_WAIT))
         row = cur.fetchone()
-        if not (row and row[0] == 1):
-            raise LeaseHeldError(
-                "takeover: the old writer did not let go of the lease within "
-                f"{LEASE_WAIT} s (another takeover?)"
-            )
-        log.warning(
-            "took the writer lease over from %s",
-            current.describe() if current else "an unknown writer",
-        )
-        return epoch
+        return bool(row and row[0] == 1)
 
     def _bump(self, conn: mariadb.Connection, holder: LeaseHolder) -> int:
-        """A new epoch and this holder, in one transaction (waits for a fenced commit)."""
         meta = self.catalog.meta("meta")
         cur = conn.cursor()
         cur.execute(f"SET SESSION innodb_lock_wait_timeout = {LEASE_WAIT}")
@@ -121,7 +97,7 @@ class Lease(LeaseBase):
             cur.execute(
                 f"INSERT INTO {meta} (`key`, value) VALUES ('lease_holder', ?)"
                 " ON DUPLICATE KEY UPDATE value = VALUES(value)",
-                (json.dumps(asdict(holder)),),
+                (holder.to_json(),),
             )
             conn.commit()
         except BaseException:
@@ -129,20 +105,3 @@ class Lease(LeaseBase):
                 conn.rollback()
             raise
         return epoch
-
-
-def _read_holder(conn: mariadb.Connection, catalog: Catalog) -> LeaseHolder | None:
-    cur = conn.cursor()
-    try:
-        cur.execute(f"SELECT value FROM {catalog.meta('meta')} WHERE `key` = 'lease_holder'")
-    except mariadb.Error as exc:
-        if errno_of(exc) == NO_SUCH_TABLE:
-            return None
-        raise
-    row = cur.fetchone()
-    if not row or not row[0]:
-        return None
-    try:
-        return LeaseHolder(**json.loads(row[0]))
-    except (TypeError, ValueError):
-        return None

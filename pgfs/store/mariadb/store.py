@@ -21,20 +21,21 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Iterator
 
 import mariadb
 
+from pgfs.sqlite.schema import TableDefinition
 from pgfs.store.changeset import Changeset
+from pgfs.store.commit import WriteContext
 from pgfs.store.errors import (
     CommitOutcomeUnknownError,
     StoreError,
-    StoreUnavailableError,
 )
-from pgfs.store.interface import LeaseHolder, LeaseStatus, StoreState
+from pgfs.store.interface import LeaseHolder, LeaseStatus
 from pgfs.store.mariadb import reads, reports
-from pgfs.store.mariadb.catalog import Catalog, check_schema_names
+from pgfs.store.mariadb.catalog import Catalog
 from pgfs.store.mariadb.connection import (
+    DRIVER,
     WRITE_READ_TIMEOUT,
     Deadline,
     ReadPool,
@@ -42,17 +43,13 @@ from pgfs.store.mariadb.connection import (
     connect,
     is_connection_error,
     is_usable,
-    translate,
 )
 from pgfs.store.mariadb.lease import Lease
-from pgfs.store.mariadb.writer import FenceError, WriteContext, Writer
-from pgfs.store.server import QUICK_TRY, ServerStore
+from pgfs.store.mariadb.writer import FenceError, Writer
+from pgfs.store.server import BULK_WRITE_DEADLINE, ServerStore
 
 log = logging.getLogger("pgfs.store")
 
-SMALL_WRITE_DEADLINE = 15.0
-"""Seconds a write of one small part may take before its connection is cut."""
-BULK_WRITE_DEADLINE = 3600.0
 SMALL_PART_ROWS = 1_000
 SIDE_LOCK_WAIT = 5
 """Seconds the DDL connection waits for a table's metadata lock."""
@@ -61,10 +58,9 @@ SIDE_LOCK_WAIT = 5
 class MariaDBStore(ServerStore):
     """A SQLite database kept in MariaDB (README Design). Create with `connect`."""
 
-    server = "MariaDB"
+    driver = DRIVER
     reads = reads
     reports = reports
-    driver_error = mariadb.Error
 
     def __init__(self, url: str, catalog: Catalog, pool: ReadPool) -> None:
         super().__init__(url, catalog, pool, Lease(url, catalog))
@@ -78,7 +74,7 @@ class MariaDBStore(ServerStore):
     ) -> MariaDBStore:
         """Open the read pool; StoreUnavailableError (no password) when MariaDB cannot be
         reached."""
-        check_schema_names(meta_schema, data_schema)
+        Catalog.check_names(meta_schema, data_schema)
         pool = ReadPool(url)
         pool.open()
         return cls(url, Catalog(meta_schema, data_schema), pool)
@@ -94,26 +90,14 @@ class MariaDBStore(ServerStore):
 
     # ------------------------------------------------------------------ the backend's part
 
-    def _translate(self, exc: BaseException, doing: str) -> StoreError:
-        return translate(exc, doing, self.dsn)
-
     def _connect(self, timeout: float | None = None) -> mariadb.Connection:
         return connect(self.dsn, timeout=timeout)
-
-    def _deadline(self, conn: mariadb.Connection, seconds: float) -> Deadline:
-        return Deadline(conn, seconds)
-
-    def _ping(self, conn: mariadb.Connection) -> None:
-        conn.cursor().execute("SELECT 1")
 
     def _is_small(self, part: Changeset) -> bool:
         if part.schema_entries is not None or not part.schema.is_empty():
             return False
         rows = sum(len(r.inserted) + len(r.updated) + len(r.deleted) for r in part.rows.values())
         return rows <= SMALL_PART_ROWS and len(part.pages) <= SMALL_PART_ROWS
-
-    def _context(self, commit_id: uuid.UUID, epoch: int, seq: int, source: str, started: float):
-        return WriteContext(self.catalog, commit_id, epoch, seq, source, started)
 
     def is_empty(self) -> bool:
         def work(conn: mariadb.Connection) -> bool:
@@ -159,7 +143,7 @@ class MariaDBStore(ServerStore):
             with Deadline(conn, BULK_WRITE_DEADLINE):
                 self.catalog.recover(conn)
         except mariadb.Error as exc:
-            raise translate(exc, "finishing the DDL of an earlier write", self.dsn) from exc
+            raise self._translate(exc, "finishing the DDL of an earlier write") from exc
         self._recover = False
 
     def _finish_ddl(self, writer: Writer) -> None:
@@ -176,7 +160,7 @@ class MariaDBStore(ServerStore):
             log.warning(
                 "commit %s landed; its table renames wait for the next write: %s",
                 writer.context.commit_id,
-                translate(exc, "renaming tables", self.dsn),
+                self._translate(exc, "renaming tables"),
             )
 
     def _side_connection(self) -> mariadb.Connection:
@@ -189,40 +173,27 @@ class MariaDBStore(ServerStore):
         assert self._side is not None
         return self._side
 
-    def _attempt(
+    def _new_writer(
         self,
+        conn: mariadb.Connection,
         context: WriteContext,
-        state: StoreState,
-        first: Changeset,
-        rest: Iterator[Changeset],
+        tables: dict[str, TableDefinition],
         small: bool,
-        clear: bool,
     ) -> Writer:
-        """One try at one write: the writer of a committed write, or an exception."""
-        conn = self._writer_connection()
-        thread = conn.thread_id
-        writer = Writer(conn, self._side_connection, context, state.tables)
-        sent = False
-        deadline = Deadline(conn, SMALL_WRITE_DEADLINE if small else BULK_WRITE_DEADLINE)
+        return Writer(conn, self._side_connection, context, tables)
+
+    def _after_failure(
+        self, conn: mariadb.Connection, exc: Exception, writer: Writer, session: int, expired: bool
+    ) -> None:
         try:
-            with deadline:
-                conn.begin()
-                writer.apply_all(first, rest, clear)
-                sent = True
-                conn.commit()
-        except Exception as exc:
-            try:
-                self._after_failure(
-                    conn, exc, sent, context.commit_id, thread, context.started, deadline.expired
-                )
-            except CommitOutcomeUnknownError:
-                self._recover = True  # its work tables may be owed a rename
-                raise
-            except BaseException:
-                # Rolled back (or its connection is gone): the tables it made are nobody's.
-                self._drop_work_tables(writer.created)
-                raise
-        return writer
+            super()._after_failure(conn, exc, writer, session, expired)
+        except CommitOutcomeUnknownError:
+            self._recover = True  # its work tables may be owed a rename
+            raise
+        except BaseException:
+            # Rolled back (or its connection is gone): the tables it made are nobody's.
+            self._drop_work_tables(writer.created)
+            raise
 
     def _drop_work_tables(self, names: list[str]) -> None:
         """The tables a failed write created for itself (best effort: else the next write
@@ -237,22 +208,8 @@ class MariaDBStore(ServerStore):
             self._recover = True
             log.info("work tables of a failed write stay until the next write: %s", exc)
 
-    def _writer_connection(self) -> mariadb.Connection:
-        conn = self._writer
-        if not is_usable(conn):
-            close_quietly(conn)
-            self._writer = None
-            timeout = QUICK_TRY if self._down_since is not None else None
-            try:
-                conn = self._writer = connect(
-                    self.dsn, timeout=timeout, read_timeout=WRITE_READ_TIMEOUT
-                )
-            except StoreUnavailableError:
-                self._mark_down()
-                raise
-            self._mark_up()
-        assert conn is not None
-        return conn
+    def _connect_writer(self, timeout: float | None) -> mariadb.Connection:
+        return connect(self.dsn, timeout=timeout, read_timeout=WRITE_READ_TIMEOUT)
 
     def _fence_message(self, exc: BaseException) -> str | None:
         return str(exc) if isinstance(exc, FenceError) else None

@@ -21,7 +21,6 @@ import itertools
 import json
 import math
 import secrets
-import uuid
 from collections.abc import Callable, Iterable
 from decimal import Decimal
 from functools import lru_cache
@@ -32,8 +31,8 @@ import mariadb
 from pgfs.sqlite.header import TextEncoding
 from pgfs.sqlite.schema import Affinity, SchemaEntry, TableDefinition
 from pgfs.store.alter import alter_plan
-from pgfs.store.changeset import Changeset, PageRecord, SchemaChange, TableRows
-from pgfs.store.commit import PAGE_COLUMNS, WriterFrame, page_rows
+from pgfs.store.changeset import Changeset, PageRecord, TableRows
+from pgfs.store.commit import PAGE_COLUMNS, WriteContext, WriterFrame, page_rows
 from pgfs.store.errors import StoreError
 from pgfs.store.mariadb import ddl, reads
 from pgfs.store.mariadb.catalog import Catalog, DdlSteps
@@ -58,16 +57,6 @@ KEPT_META_KEYS = ("format", "lease_epoch", "lease_holder", "commit_seq", "store_
 
 class FenceError(StoreError):
     """The store's lease epoch is not this writer's: another writer took over."""
-
-
-@dataclasses.dataclass(frozen=True)
-class WriteContext:
-    catalog: Catalog
-    commit_id: uuid.UUID
-    epoch: int
-    seq: int
-    source: str
-    started: float
 
 
 @lru_cache(maxsize=4096)
@@ -115,6 +104,7 @@ def _batches(rows: Iterable[list[Any] | tuple[Any, ...]]) -> Iterable[list[Any]]
 class Writer(WriterFrame):
     """Applies the parts of one write; the caller owns the transaction."""
 
+    catalog: Catalog
     _names = itertools.count(1)
 
     def __init__(
@@ -251,29 +241,19 @@ class Writer(WriterFrame):
 
     # -------------------------------------------------------------- DDL
 
-    def _apply_schema(self, change: SchemaChange, encoding: TextEncoding, fmt: int) -> None:
-        """Drops, renames, creates, alters — in that order, so that a name can be
-        dropped and created again, or freed by a rename and reused, in one commit."""
-        for name in change.dropped:
-            if name in self.fresh:
-                self.abandoned.append(self.physical[name])
-            self.physical.pop(name, None)
-            self.fresh.discard(name)
-            self._delete_chains_of(name)
-            self.tables.pop(name, None)
-        self._apply_renames(change.renamed)
-        for definition in change.created:
-            if definition.name.lower().startswith("sqlite_"):
-                continue
-            ddl.check_table(definition)
-            self._delete_chains_of(definition.name)
-            if definition.name not in self.fresh:
-                self.physical.pop(definition.name, None)
-            self._replace_physical(definition.name, self._staging(definition))
-            self._refilled.add(definition.name)
-            self.tables[definition.name] = definition
-        for old, new in change.altered:
-            self._apply_alter(self.tables.get(new.name, old), new, encoding, fmt)
+    def _drop_table(self, name: str) -> None:
+        if name in self.fresh:
+            self.abandoned.append(self.physical[name])
+        self.physical.pop(name, None)
+        self.fresh.discard(name)
+
+    def _create_table(self, definition: TableDefinition) -> None:
+        ddl.check_table(definition)
+        self._delete_chains_of(definition.name)
+        if definition.name not in self.fresh:
+            self.physical.pop(definition.name, None)
+        self._replace_physical(definition.name, self._staging(definition))
+        self._refilled.add(definition.name)
 
     def _rename(self, old: str, new: str) -> None:
         definition = self.tables.pop(old, None)

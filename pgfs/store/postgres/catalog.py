@@ -22,14 +22,13 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
-from pgfs.sqlite.errors import FormatError
-from pgfs.sqlite.schema import SchemaEntry, has_data_table, table_definitions
+from pgfs.sqlite.schema import SchemaEntry, table_definitions
+from pgfs.store.catalog import CatalogBase
 from pgfs.store.changeset import PageKind
 from pgfs.store.errors import StoreConflictError, StoreError
-from pgfs.store.interface import StoreState
 from pgfs.store.postgres import ddl
+from pgfs.store.stored import MetaValues
 from pgfs.store.stored import parse_header as parse_header  # re-exported
-from pgfs.store.stored import state_of
 
 FORMAT_VERSION = "3"
 OLD_FORMATS = ("1", "2")
@@ -40,11 +39,14 @@ _RELATION_KINDS = ["r", "p", "v", "m", "f"]
 
 
 @dataclass(frozen=True)
-class Catalog:
+class Catalog(CatalogBase):
     """The two schemas of one store and how pgfs' own objects are named in them."""
 
-    meta_schema: str
-    data_schema: str
+    meta_tables = META_TABLES
+
+    @classmethod
+    def check_name(cls, name: str) -> None:
+        ddl.check_identifier(name, "schema")
 
     def meta(self, table: str) -> sql.Identifier:
         return sql.Identifier(self.meta_schema, table)
@@ -62,7 +64,7 @@ class Catalog:
 
     # ------------------------------------------------------------------ reading
 
-    def relation_exists(self, conn: psycopg.Connection, schema: str, name: str) -> bool:
+    def table_exists(self, conn: psycopg.Connection, schema: str, name: str) -> bool:
         row = conn.execute(
             "SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
             "WHERE n.nspname = %s AND c.relname = %s",
@@ -71,9 +73,9 @@ class Catalog:
         return row is not None
 
     def initialised(self, conn: psycopg.Connection) -> bool:
-        return self.relation_exists(conn, self.meta_schema, "pages")
+        return self.table_exists(conn, self.meta_schema, "pages")
 
-    def relations(self, conn: psycopg.Connection, schema: str) -> set[str]:
+    def tables(self, conn: psycopg.Connection, schema: str) -> set[str]:
         rows = conn.execute(
             "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
             "WHERE n.nspname = %s AND c.relkind = ANY(%s)",
@@ -89,18 +91,13 @@ class Catalog:
         ).fetchall()
         return [SchemaEntry(*row) for row in rows]
 
-    def meta_values(self, conn: psycopg.Connection) -> dict[str, tuple[str | None, bytes | None]]:
+    def meta_values(self, conn: psycopg.Connection) -> MetaValues:
         return {
             key: (value, data)
             for key, value, data in conn.execute(
                 sql.SQL("SELECT key, value, data FROM {}").format(self.meta("meta"))
             )
         }
-
-    def load_state(self, conn: psycopg.Connection) -> StoreState:
-        if not self.initialised(conn):
-            return StoreState.empty()
-        return state_of(self.meta_values(conn), self.entries(conn))
 
     # ------------------------------------------------------------------ creating
 
@@ -110,7 +107,7 @@ class Catalog:
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (self.lock_key ^ 1,))
             check_server(conn)
             stored = self._stored_format(conn)
-            self._check_foreign(conn)
+            self.check_foreign(conn)
             for statement in self._create_statements():
                 conn.execute(statement)
             if stored in OLD_FORMATS:
@@ -126,7 +123,7 @@ class Catalog:
             conn.execute(self._fence_function())
 
     def _stored_format(self, conn: psycopg.Connection) -> str | None:
-        if not self.relation_exists(conn, self.meta_schema, "meta"):
+        if not self.table_exists(conn, self.meta_schema, "meta"):
             return None
         row = conn.execute(
             sql.SQL("SELECT value FROM {} WHERE key = 'format'").format(self.meta("meta"))
@@ -138,23 +135,6 @@ class Catalog:
                 f"this pgfs uses format {FORMAT_VERSION!r}"
             )
         return stored
-
-    def _check_foreign(self, conn: psycopg.Connection) -> None:
-        known: set[str] = set()
-        if self.relation_exists(conn, self.meta_schema, "sqlite_schema"):
-            known = {e.name for e in self.entries(conn) if has_data_table(e)}
-        foreign_meta = self.relations(conn, self.meta_schema) - set(META_TABLES)
-        if foreign_meta:
-            raise StoreConflictError(
-                f"schema {self.meta_schema!r} holds tables pgfs did not create: "
-                f"{', '.join(sorted(foreign_meta)[:10])}; choose another meta schema"
-            )
-        foreign = self.relations(conn, self.data_schema) - known
-        if foreign:
-            raise StoreConflictError(
-                f"schema {self.data_schema!r} holds tables pgfs did not create: "
-                f"{', '.join(sorted(foreign)[:10])}; choose another data schema"
-            )
 
     def _create_statements(self) -> list[sql.Composed]:
         kinds = sql.SQL(", ").join(sql.Literal(k.value) for k in PageKind)
@@ -198,7 +178,7 @@ class Catalog:
         table gets `_pgfs_inexact` (rows already stored keep rendering from their typed
         columns; rows written from now on carry their record)."""
         for name in table_definitions(self.entries(conn)):
-            if self.relation_exists(conn, self.data_schema, name):
+            if self.table_exists(conn, self.data_schema, name):
                 conn.execute(ddl.add_inexact_column(self.data_schema, name))
         log_table = self.meta("commit_log")
         for column, kind in (("commit_id", "uuid UNIQUE"), ("seq", "bigint"), ("epoch", "bigint")):
@@ -243,13 +223,3 @@ def check_server(conn: psycopg.Connection) -> None:
             f"the PostgreSQL database uses encoding {encoding}; pgfs needs UTF8 "
             "(CREATE DATABASE ... ENCODING 'UTF8' TEMPLATE template0)"
         )
-
-
-def check_schema_names(meta_schema: str, data_schema: str) -> None:
-    if meta_schema == data_schema:
-        raise StoreError(f"the meta and data schemas must differ (both {meta_schema!r})")
-    for name in (meta_schema, data_schema):
-        try:
-            ddl.check_identifier(name, "schema")
-        except FormatError as exc:
-            raise StoreError(str(exc)) from None

@@ -14,7 +14,6 @@ import contextlib
 import logging
 import os
 import select
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,9 +21,10 @@ import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from pgfs.store import deadline
+from pgfs.store.driver import ServerDriver
 from pgfs.store.dsn import describe_connect_error
-from pgfs.store.errors import StoreError, StoreUnavailableError
-from pgfs.store.server import translate_error
+from pgfs.store.errors import StoreUnavailableError
+from pgfs.store.outage import ReadPoolOutage
 
 log = logging.getLogger("pgfs.store")
 
@@ -71,18 +71,6 @@ def is_connection_error(exc: BaseException) -> bool:
     return state is None or state.startswith("08") or state in ("57P01", "57P02", "57P03")
 
 
-def translate(exc: BaseException, doing: str, dsn: str) -> StoreError:
-    """A StoreError (StoreUnavailableError for connection trouble) for `exc`, no password."""
-    return translate_error(
-        exc,
-        doing,
-        dsn,
-        server="PostgreSQL",
-        lost=is_connection_error(exc),
-        reported=isinstance(exc, psycopg.Error),
-    )
-
-
 def connect(
     dsn: str, *, role: str = "", autocommit: bool = True, timeout: float | None = None
 ) -> psycopg.Connection:
@@ -119,7 +107,41 @@ class Deadline(deadline.Deadline):
         self.conn = conn
 
 
-class ReadPool:
+def ping(conn: psycopg.Connection) -> None:
+    conn.execute("SELECT 1")
+
+
+def is_quiet(conn: psycopg.Connection) -> bool:
+    return not (conn.closed or conn.broken or has_news(conn))
+
+
+def backend_pid(conn: psycopg.Connection) -> int:
+    return conn.info.backend_pid
+
+
+def begin(conn: psycopg.Connection) -> None:
+    conn.execute("BEGIN", prepare=False)
+
+
+def commit(conn: psycopg.Connection) -> None:
+    conn.execute("COMMIT", prepare=False)
+
+
+DRIVER = ServerDriver(
+    "PostgreSQL",
+    psycopg.Error,
+    is_connection_error,
+    Deadline,
+    ping,
+    is_quiet,
+    backend_pid,
+    begin,
+    commit,
+)
+"""The driver as `ServerStore` and `LeaseBase` see it."""
+
+
+class ReadPool(ReadPoolOutage):
     """Pooled connections for reads, failing fast while the server is known to be down.
 
     While connections fail, the pool reconnects in the background with a
@@ -128,9 +150,11 @@ class ReadPool:
     succeeds at once, so reads recover as soon as the server does.
     """
 
+    server = "PostgreSQL"
+
     def __init__(self, dsn: str, name: str, max_size: int = 4) -> None:
         self.dsn = dsn
-        self._down_since: float | None = None
+        super().__init__()
         self._pool = ConnectionPool(
             dsn,
             min_size=1,
@@ -150,19 +174,6 @@ class ReadPool:
 
     def close(self) -> None:
         self._pool.close()
-
-    @property
-    def down(self) -> bool:
-        return self._down_since is not None
-
-    def mark_down(self) -> None:
-        if self._down_since is None:
-            self._down_since = time.monotonic()
-
-    def mark_up(self) -> None:
-        if self._down_since is not None:
-            log.info("PostgreSQL answers again after %.1f s", time.monotonic() - self._down_since)
-        self._down_since = None
 
     @contextlib.contextmanager
     def connection(self) -> Iterator[psycopg.Connection]:

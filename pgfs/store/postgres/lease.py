@@ -4,23 +4,18 @@ backend shares; README "One writer per store")."""
 
 from __future__ import annotations
 
-import json
 import logging
-from dataclasses import asdict
 
 import psycopg
 from psycopg import sql
 
-from pgfs.store.errors import LeaseHeldError, StoreError
+from pgfs.store.errors import StoreError
 from pgfs.store.interface import LeaseHolder
-from pgfs.store.lease import LEASE_WAIT, LeaseBase, held_by_another
+from pgfs.store.lease import LEASE_WAIT, LeaseBase
 from pgfs.store.postgres.catalog import Catalog
 from pgfs.store.postgres.connection import (
-    Deadline,
+    DRIVER,
     connect,
-    has_news,
-    is_connection_error,
-    translate,
 )
 
 log = logging.getLogger("pgfs.store")
@@ -29,20 +24,11 @@ log = logging.getLogger("pgfs.store")
 class Lease(LeaseBase):
     """The lease of one store, as one process holds it. Thread-safe."""
 
-    driver_error = psycopg.Error
+    driver = DRIVER
     catalog: Catalog
 
     def _connect(self) -> psycopg.Connection:
         return connect(self.dsn, role="lease")
-
-    def _deadline(self, conn: psycopg.Connection, seconds: float) -> Deadline:
-        return Deadline(conn, seconds)
-
-    def _translate(self, exc: BaseException, doing: str) -> StoreError:
-        return translate(exc, doing, self.dsn)
-
-    def _is_connection_error(self, exc: BaseException) -> bool:
-        return is_connection_error(exc)
 
     def _try_lock(self, conn: psycopg.Connection) -> bool:
         row = conn.execute("SELECT pg_try_advisory_lock(%s)", (self.catalog.lock_key,)).fetchone()
@@ -51,57 +37,43 @@ class Lease(LeaseBase):
     def _unlock(self, conn: psycopg.Connection) -> None:
         conn.execute("SELECT pg_advisory_unlock_all()")
 
-    def _ping(self, conn: psycopg.Connection) -> None:
-        conn.execute("SELECT 1")
-
-    def _quiet(self, conn: psycopg.Connection) -> bool:
-        return not (conn.closed or conn.broken or has_news(conn))
-
     def _read_epoch(self, conn: psycopg.Connection) -> int | None:
-        return _read_epoch(conn, self.catalog)
+        row = conn.execute(
+            sql.SQL("SELECT value FROM {} WHERE key = 'lease_epoch'").format(
+                self.catalog.meta("meta")
+            )
+        ).fetchone()
+        return int(row[0]) if row and row[0] is not None else None
 
     def _read_holder(self, conn: psycopg.Connection) -> LeaseHolder | None:
-        return _read_holder(conn, self.catalog)
-
-    def holder_of_record(self) -> LeaseHolder | None:
-        """Who `meta.lease_holder` says holds the lease (maybe a dead process)."""
-        conn = connect(self.dsn)
         try:
-            return _read_holder(conn, self.catalog)
-        finally:
-            conn.close()
+            row = conn.execute(
+                sql.SQL("SELECT value FROM {} WHERE key = 'lease_holder'").format(
+                    self.catalog.meta("meta")
+                )
+            ).fetchone()
+        except psycopg.errors.UndefinedTable:
+            return None
+        return LeaseHolder.from_json(row[0] if row else None)
 
-    def _take(self, conn: psycopg.Connection, holder: LeaseHolder, takeover: bool) -> int:
-        key = self.catalog.lock_key
-        if self._try_lock(conn):
-            return self._bump(conn, holder)
-        current = _read_holder(conn, self.catalog)
-        if not takeover:
-            raise held_by_another(self.catalog.meta_schema, current)
-        epoch = self._bump(conn, holder, locked=False)
-        for pid in _lock_holders(conn, key):
+    def _end_holder_session(self, conn: psycopg.Connection) -> None:
+        for pid in _lock_holders(conn, self.catalog.lock_key):
             log.warning("takeover: ending the old writer's lease session (backend %d)", pid)
             conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+
+    def _wait_for_lock(self, conn: psycopg.Connection) -> bool:
         conn.execute(
             "SELECT set_config('lock_timeout', %s, false)", (f"{int(LEASE_WAIT * 1000)}ms",)
         )
         try:
-            conn.execute("SELECT pg_advisory_lock(%s)", (key,))
+            conn.execute("SELECT pg_advisory_lock(%s)", (self.catalog.lock_key,))
         except psycopg.errors.LockNotAvailable:
-            raise LeaseHeldError(
-                "takeover: the old writer did not let go of the lease within "
-                f"{LEASE_WAIT:.0f} s (another takeover?)"
-            ) from None
+            return False
         finally:
             conn.execute("RESET lock_timeout")
-        log.warning(
-            "took the writer lease over from %s",
-            current.describe() if current else "an unknown writer",
-        )
-        return epoch
+        return True
 
-    def _bump(self, conn: psycopg.Connection, holder: LeaseHolder, *, locked: bool = True) -> int:
-        """A new epoch and this holder, in one transaction (waits for a fenced commit)."""
+    def _bump(self, conn: psycopg.Connection, holder: LeaseHolder) -> int:
         meta = self.catalog.meta("meta")
         with conn.transaction():
             row = conn.execute(
@@ -117,31 +89,9 @@ class Lease(LeaseBase):
                     "INSERT INTO {} (key, value) VALUES ('lease_holder', %s)"
                     " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
                 ).format(meta),
-                (json.dumps(asdict(holder)),),
+                (holder.to_json(),),
             )
         return int(row[0])
-
-
-def _read_epoch(conn: psycopg.Connection, catalog: Catalog) -> int | None:
-    row = conn.execute(
-        sql.SQL("SELECT value FROM {} WHERE key = 'lease_epoch'").format(catalog.meta("meta"))
-    ).fetchone()
-    return int(row[0]) if row and row[0] is not None else None
-
-
-def _read_holder(conn: psycopg.Connection, catalog: Catalog) -> LeaseHolder | None:
-    try:
-        row = conn.execute(
-            sql.SQL("SELECT value FROM {} WHERE key = 'lease_holder'").format(catalog.meta("meta"))
-        ).fetchone()
-    except psycopg.errors.UndefinedTable:
-        return None
-    if not row or not row[0]:
-        return None
-    try:
-        return LeaseHolder(**json.loads(row[0]))
-    except (TypeError, ValueError):
-        return None
 
 
 def _lock_holders(conn: psycopg.Connection, key: int) -> list[int]:

@@ -24,7 +24,7 @@ def inspect(conn: psycopg.Connection, catalog: Catalog) -> dict[str, Any]:
         )
     ).fetchall()
     definitions = table_definitions(catalog.entries(conn))
-    existing = catalog.relations(conn, catalog.data_schema)
+    existing = catalog.tables(conn, catalog.data_schema)
     counts = {}
     for name in sorted(set(definitions) & existing):
         counts[name] = conn.execute(

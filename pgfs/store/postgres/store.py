@@ -16,43 +16,38 @@ outcome unknown (CommitOutcomeUnknownError); `commit_landed` answers later.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 
 import psycopg
 from psycopg import sql
 
+from pgfs.sqlite.schema import TableDefinition
 from pgfs.store.changeset import Changeset
-from pgfs.store.errors import StoreError, StoreUnavailableError
+from pgfs.store.commit import WriteContext, WriterFrame
 from pgfs.store.interface import StoreState
 from pgfs.store.postgres import reads, reports
-from pgfs.store.postgres.catalog import FENCE_SQLSTATE, Catalog, check_schema_names
+from pgfs.store.postgres.catalog import FENCE_SQLSTATE, Catalog
 from pgfs.store.postgres.connection import (
-    Deadline,
+    DRIVER,
     ReadPool,
     connect,
-    has_news,
     is_connection_error,
-    translate,
 )
 from pgfs.store.postgres.lease import Lease
 from pgfs.store.postgres.writer import (
     DirectStatements,
     PipelinedStatements,
-    WriteContext,
     Writer,
     is_small,
 )
-from pgfs.store.server import QUICK_TRY, ServerStore
+from pgfs.store.server import ServerStore
 
 log = logging.getLogger("pgfs.store")
-
-SMALL_WRITE_DEADLINE = 15.0
-"""Seconds a pipelined (small) write may take before its connection is cut."""
-BULK_WRITE_DEADLINE = 3600.0
-"""The same for a streamed write (an import, a VACUUM); keepalives catch partitions."""
 
 
 def _prefer_lz4(conn: psycopg.Connection) -> None:
@@ -67,10 +62,9 @@ def _prefer_lz4(conn: psycopg.Connection) -> None:
 class PostgresStore(ServerStore):
     """A SQLite database kept in PostgreSQL (README Design). Create with `connect`."""
 
-    server = "PostgreSQL"
+    driver = DRIVER
     reads = reads
     reports = reports
-    driver_error = psycopg.Error
 
     def __init__(self, dsn: str, catalog: Catalog, pool: ReadPool) -> None:
         super().__init__(dsn, catalog, pool, Lease(dsn, catalog))
@@ -81,7 +75,7 @@ class PostgresStore(ServerStore):
     ) -> PostgresStore:
         """Open the read pool; StoreUnavailableError (no password in it) when PostgreSQL
         cannot be reached."""
-        check_schema_names(meta_schema, data_schema)
+        Catalog.check_names(meta_schema, data_schema)
         connect(dsn).close()
         pool = ReadPool(dsn, name=f"pgfs-{meta_schema}")
         pool.open()
@@ -89,23 +83,11 @@ class PostgresStore(ServerStore):
 
     # ------------------------------------------------------------------ the backend's part
 
-    def _translate(self, exc: BaseException, doing: str) -> StoreError:
-        return translate(exc, doing, self.dsn)
-
     def _connect(self, timeout: float | None = None) -> psycopg.Connection:
         return connect(self.dsn, timeout=timeout)
 
-    def _deadline(self, conn: psycopg.Connection, seconds: float) -> Deadline:
-        return Deadline(conn, seconds)
-
-    def _ping(self, conn: psycopg.Connection) -> None:
-        conn.execute("SELECT 1")
-
     def _is_small(self, part: Changeset) -> bool:
         return is_small(part)
-
-    def _context(self, commit_id: uuid.UUID, epoch: int, seq: int, source: str, started: float):
-        return WriteContext(self.catalog, commit_id, epoch, seq, source, started)
 
     def _table_rows(self, conn: psycopg.Connection, definition, state: StoreState) -> Iterator:
         with conn.transaction():
@@ -124,59 +106,32 @@ class PostgresStore(ServerStore):
 
     # ------------------------------------------------------------------ writes
 
-    def _attempt(
-        self,
-        context: WriteContext,
-        state: StoreState,
-        first: Changeset,
-        rest: Iterator[Changeset],
-        small: bool,
-        clear: bool,
-    ) -> Writer:
-        """One try at one write: the writer of a committed write, or an exception."""
-        conn = self._writer_connection()
-        pid = conn.info.backend_pid
-        pipelined = small
-        out = PipelinedStatements(conn) if pipelined else DirectStatements(conn)
-        writer = Writer(conn, out, context, state.tables)
-        sent = False
-        deadline = Deadline(conn, SMALL_WRITE_DEADLINE if pipelined else BULK_WRITE_DEADLINE)
-        try:
-            with deadline:
-                if pipelined:
-                    sent = True
-                    with conn.pipeline():
-                        conn.execute("BEGIN", prepare=False)
-                        writer.fence()
-                        writer.apply(first)
-                        writer.finish()
-                        conn.execute("COMMIT", prepare=False)
-                else:
-                    conn.execute("BEGIN", prepare=False)
-                    writer.apply_all(first, rest, clear)
-                    sent = True
-                    conn.execute("COMMIT", prepare=False)
-        except Exception as exc:
-            self._after_failure(
-                conn, exc, sent, context.commit_id, pid, context.started, deadline.expired
-            )
-        return writer
-
-    def _writer_connection(self) -> psycopg.Connection:
-        conn = self._writer
-        if conn is None or conn.closed or conn.broken or has_news(conn):
-            if conn is not None:
-                conn.close()
-            self._writer = None
-            timeout = QUICK_TRY if self._down_since is not None else None
-            try:
-                conn = self._writer = connect(self.dsn, role="writer", timeout=timeout)
-            except StoreUnavailableError:
-                self._mark_down()
-                raise
-            self._mark_up()
-            _prefer_lz4(conn)
+    def _connect_writer(self, timeout: float | None) -> psycopg.Connection:
+        conn = connect(self.dsn, role="writer", timeout=timeout)
+        _prefer_lz4(conn)
         return conn
+
+    def _new_writer(
+        self,
+        conn: psycopg.Connection,
+        context: WriteContext,
+        tables: dict[str, TableDefinition],
+        small: bool,
+    ) -> Writer:
+        """A small write goes out pipelined, any other statement by statement."""
+        return Writer(
+            conn, PipelinedStatements(conn) if small else DirectStatements(conn), context, tables
+        )
+
+    def _batch(
+        self, conn: psycopg.Connection, writer: WriterFrame, small: bool
+    ) -> AbstractContextManager:
+        """A small write goes out in one pipeline, which may deliver the COMMIT at any
+        point of it."""
+        if not small:
+            return contextlib.nullcontext()
+        writer.sent = True
+        return conn.pipeline()
 
     def _fence_message(self, exc: BaseException) -> str | None:
         if isinstance(exc, psycopg.Error) and exc.sqlstate == FENCE_SQLSTATE:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import os
-import uuid
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
@@ -31,8 +30,8 @@ from psycopg.types.json import Jsonb
 
 from pgfs.sqlite.header import TextEncoding
 from pgfs.sqlite.schema import SchemaEntry, TableDefinition
-from pgfs.store.changeset import Changeset, PageRecord, SchemaChange, TableRows
-from pgfs.store.commit import PAGE_COLUMNS, WriterFrame, page_rows
+from pgfs.store.changeset import Changeset, PageRecord, TableRows
+from pgfs.store.commit import PAGE_COLUMNS, WriteContext, WriterFrame, page_rows
 from pgfs.store.errors import StoreError
 from pgfs.store.postgres import ddl
 from pgfs.store.postgres.catalog import Catalog
@@ -100,18 +99,6 @@ class PipelinedStatements(DirectStatements):
         raise StoreError("internal error: a read inside a pipelined commit")
 
 
-@dataclasses.dataclass(frozen=True)
-class WriteContext:
-    """What every statement of one write needs to know."""
-
-    catalog: Catalog
-    commit_id: uuid.UUID
-    epoch: int
-    seq: int
-    source: str
-    started: float
-
-
 def is_small(part: Changeset) -> bool:
     """A part that goes out in one pipeline: no DDL, no wholesale replacement, few rows."""
     if part.schema_entries is not None or not part.schema.is_empty():
@@ -126,6 +113,7 @@ def is_small(part: Changeset) -> bool:
 class Writer(WriterFrame):
     """Applies the parts of one write; the caller owns the transaction."""
 
+    catalog: Catalog
     _names = itertools.count(1)
 
     def __init__(
@@ -220,25 +208,15 @@ class Writer(WriterFrame):
 
     # -------------------------------------------------------------- DDL
 
-    def _apply_schema(self, change: SchemaChange, encoding: TextEncoding, fmt: int) -> None:
-        """Drops, renames, creates, alters — in that order, so that a name can be
-        dropped and created again, or freed by a rename and reused, in one commit."""
+    def _drop_table(self, name: str) -> None:
+        self.out.execute(ddl.drop_table(self.catalog.data_schema, name))
+
+    def _create_table(self, definition: TableDefinition) -> None:
         schema = self.catalog.data_schema
-        for name in change.dropped:
-            self.out.execute(ddl.drop_table(schema, name))
-            self._delete_chains_of(name)
-            self.tables.pop(name, None)
-        self._apply_renames(change.renamed)
-        for definition in change.created:
-            if definition.name.lower().startswith("sqlite_"):
-                continue
-            self.out.execute(ddl.drop_table(schema, definition.name))
-            self._delete_chains_of(definition.name)
-            self.out.execute(ddl.create_table(schema, definition))
-            self.out.execute(ddl.comment_table(schema, definition))
-            self.tables[definition.name] = definition
-        for old, new in change.altered:
-            self._apply_alter(self.tables.get(new.name, old), new, encoding, fmt)
+        self.out.execute(ddl.drop_table(schema, definition.name))
+        self._delete_chains_of(definition.name)
+        self.out.execute(ddl.create_table(schema, definition))
+        self.out.execute(ddl.comment_table(schema, definition))
 
     def _rename(self, old: str, new: str) -> None:
         definition = self.tables.pop(old, None)
