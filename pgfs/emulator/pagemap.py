@@ -17,7 +17,7 @@ the range first): the arrays grow to the largest one asked for.
 from __future__ import annotations
 
 from array import array
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from pgfs.store.changeset import Changeset, PageKind, PageRecord
 
@@ -41,6 +41,26 @@ _HAS_LO = 0x08
 _HAS_HI = 0x10
 _HAS_SEQ = 0x20
 _HAS_OWNER = 0x40
+
+
+class RecordView(Mapping[int, "PageRecord | None"]):
+    """Page records of the page numbers asked for, in the order asked (`PageMap.records`);
+    None for a hole. Raw records fetched without a sink keep their bytes here."""
+
+    def __init__(self, pagemap: PageMap, asked: array, held: dict[int, PageRecord]) -> None:
+        self._pagemap = pagemap
+        self._asked = asked
+        self._held = held
+
+    def __getitem__(self, pgno: int) -> PageRecord | None:
+        held = self._held.get(pgno)
+        return held if held is not None else self._pagemap.entry(pgno)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._asked)
+
+    def __len__(self) -> int:
+        return len(self._asked)
 
 
 class PageMap:
@@ -122,15 +142,13 @@ class PageMap:
 
     # --- reads --------------------------------------------------------------------
 
-    def records(self, pgnos: Iterable[int]) -> dict[int, PageRecord | None]:
-        out: dict[int, PageRecord | None] = {}
-        missing: list[int] = []
-        for pgno in pgnos:
-            flags = self._flags_of(pgno)
-            if flags:
-                out[pgno] = self._load(pgno, flags)
-            else:
-                missing.append(pgno)
+    def records(self, pgnos: Iterable[int]) -> RecordView:
+        """The entries of `pgnos`, fetched first where unknown. A view over the arrays:
+        records are built as they are read, so the records of a commit of every page
+        are never all held at once."""
+        asked = array("I", pgnos)
+        missing = [pgno for pgno in asked if not self._flags_of(pgno)]
+        held: dict[int, PageRecord] = {}
         for start in range(0, len(missing), FETCH_CHUNK):
             chunk = missing[start : start + FETCH_CHUNK]
             found = self._fetch(chunk)
@@ -139,16 +157,21 @@ class PageMap:
                 record = found.get(pgno)
                 if record is None:
                     self._store_absent(pgno)
-                    out[pgno] = None
                     continue
-                slim = record.without_data()
-                self._store(slim)
-                if record.data and self._on_raw is not None:
-                    self._on_raw(pgno, bytes(record.data))
-                    out[pgno] = slim  # the bytes went to the sink: not held twice
-                else:
-                    out[pgno] = record
-        return out
+                self._store(record.without_data())
+                if record.data:
+                    if self._on_raw is not None:
+                        self._on_raw(pgno, bytes(record.data))  # not held twice
+                    else:
+                        held[pgno] = record
+        return RecordView(self, asked, held)
+
+    def entry(self, pgno: int) -> PageRecord | None:
+        """The known entry of `pgno` (KeyError when it is not known)."""
+        flags = self._flags_of(pgno)
+        if not flags:
+            raise KeyError(pgno)
+        return self._load(pgno, flags)
 
     def record(self, pgno: int) -> PageRecord | None:
         return self.records((pgno,))[pgno]
