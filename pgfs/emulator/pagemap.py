@@ -19,7 +19,7 @@ from __future__ import annotations
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping
 
-from pgfs.store.changeset import Changeset, PageKind, PageRecord
+from pgfs.store.changeset import PageKind, PageRecord
 
 Fetch = Callable[[list[int]], dict[int, PageRecord]]
 """Reads page records from the store (raw ones with their bytes)."""
@@ -43,51 +43,64 @@ _HAS_SEQ = 0x20
 _HAS_OWNER = 0x40
 
 
-class RecordView(Mapping[int, "PageRecord | None"]):
-    """Page records of the page numbers asked for, in the order asked (`PageMap.records`);
-    None for a hole. Raw records fetched without a sink keep their bytes here."""
+class PageEntries:
+    """Page records held compactly: arrays indexed by page number, about 26 bytes a
+    page (module docstring). The page map keeps its entries here, and a commit
+    collects the records it writes here on their way to the map."""
 
-    def __init__(self, pagemap: PageMap, asked: array, held: dict[int, PageRecord]) -> None:
-        self._pagemap = pagemap
-        self._asked = asked
-        self._held = held
-
-    def __getitem__(self, pgno: int) -> PageRecord | None:
-        held = self._held.get(pgno)
-        return held if held is not None else self._pagemap.entry(pgno)
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self._asked)
-
-    def __len__(self) -> int:
-        return len(self._asked)
-
-
-class PageMap:
-    """pgno -> PageRecord (without bytes), or None for a page number the store has no
-    record of (a hole: it renders as zeros). With a raw sink, a raw page's bytes go
-    to the sink (the page cache) as they arrive and records come back without them."""
-
-    def __init__(self, fetch: Fetch, on_raw: RawSink | None = None) -> None:
-        self._fetch = fetch
-        self._on_raw = on_raw
-        self.fetched = 0
+    def __init__(self) -> None:
         self.clear()
 
-    # --- entries ------------------------------------------------------------------
+    def clear(self) -> None:
+        self._flags = bytearray()
+        self._kind = bytearray()
+        self._owner = array("i")
+        self._lo = array("q")
+        self._hi = array("q")
+        self._seq = array("i")
+        self._owners: list[str] = []
+        self._owner_ids: dict[str, int] = {}
+        self._count = 0
 
-    def _grow(self, pgno: int) -> None:
-        """Make room for entries up to `pgno` (new entries unknown)."""
-        more = pgno - len(self._flags)
-        if more > 0:
-            self._flags.extend(bytes(more))
-            self._kind.extend(bytes(more))
-            self._owner.extend(array("i", bytes(4 * more)))
-            self._lo.extend(array("q", bytes(8 * more)))
-            self._hi.extend(array("q", bytes(8 * more)))
-            self._seq.extend(array("i", bytes(4 * more)))
+    def __len__(self) -> int:
+        return self._count
 
-    def _store(self, record: PageRecord) -> None:
+    def known(self, pgno: int) -> bool:
+        return bool(self._flags_of(pgno))
+
+    def get(self, pgno: int) -> PageRecord | None:
+        """The entry of `pgno`: its record (raw ones with b"" as bytes), None for a hole;
+        KeyError when it is not known."""
+        flags = self._flags_of(pgno)
+        if not flags:
+            raise KeyError(pgno)
+        if flags & _ABSENT:
+            return None
+        i = pgno - 1
+        return PageRecord(
+            pgno,
+            _KINDS[self._kind[i]],
+            self._owners[self._owner[i]] if flags & _HAS_OWNER else None,
+            self._lo[i] if flags & _HAS_LO else None,
+            self._hi[i] if flags & _HAS_HI else None,
+            self._seq[i] if flags & _HAS_SEQ else None,
+            b"" if flags & _RAW else None,
+        )
+
+    def pgnos(self) -> Iterator[int]:
+        """The page numbers with an entry, in order."""
+        return (i + 1 for i, flags in enumerate(self._flags) if flags)
+
+    def records(self) -> Iterator[PageRecord]:
+        """The known records, by page number (holes left out)."""
+        for i, flags in enumerate(self._flags):
+            if flags and not flags & _ABSENT:
+                record = self.get(i + 1)
+                assert record is not None
+                yield record
+
+    def put(self, record: PageRecord) -> None:
+        """Keep `record` (without its bytes: only whether it is raw)."""
         i = record.pgno - 1
         self._grow(record.pgno)
         if not self._flags[i]:
@@ -110,89 +123,14 @@ class PageMap:
         self._kind[i] = _KIND_CODE[record.kind]
         self._flags[i] = flags
 
-    def _store_absent(self, pgno: int) -> None:
+    def put_hole(self, pgno: int) -> None:
+        """Page `pgno` has no record."""
         self._grow(pgno)
         if not self._flags[pgno - 1]:
             self._count += 1
         self._flags[pgno - 1] = _KNOWN | _ABSENT
 
-    def _load(self, pgno: int, flags: int) -> PageRecord | None:
-        if flags & _ABSENT:
-            return None
-        i = pgno - 1
-        return PageRecord(
-            pgno,
-            _KINDS[self._kind[i]],
-            self._owners[self._owner[i]] if flags & _HAS_OWNER else None,
-            self._lo[i] if flags & _HAS_LO else None,
-            self._hi[i] if flags & _HAS_HI else None,
-            self._seq[i] if flags & _HAS_SEQ else None,
-            b"" if flags & _RAW else None,
-        )
-
-    def _flags_of(self, pgno: int) -> int:
-        return self._flags[pgno - 1] if 0 < pgno <= len(self._flags) else 0
-
-    def _owner_id(self, owner: str) -> int:
-        found = self._owner_ids.get(owner)
-        if found is None:
-            found = self._owner_ids[owner] = len(self._owners)
-            self._owners.append(owner)
-        return found
-
-    # --- reads --------------------------------------------------------------------
-
-    def records(self, pgnos: Iterable[int]) -> RecordView:
-        """The entries of `pgnos`, fetched first where unknown. A view over the arrays:
-        records are built as they are read, so the records of a commit of every page
-        are never all held at once."""
-        asked = array("I", pgnos)
-        missing = [pgno for pgno in asked if not self._flags_of(pgno)]
-        held: dict[int, PageRecord] = {}
-        for start in range(0, len(missing), FETCH_CHUNK):
-            chunk = missing[start : start + FETCH_CHUNK]
-            found = self._fetch(chunk)
-            self.fetched += len(chunk)
-            for pgno in chunk:
-                record = found.get(pgno)
-                if record is None:
-                    self._store_absent(pgno)
-                    continue
-                self._store(record.without_data())
-                if record.data:
-                    if self._on_raw is not None:
-                        self._on_raw(pgno, bytes(record.data))  # not held twice
-                    else:
-                        held[pgno] = record
-        return RecordView(self, asked, held)
-
-    def entry(self, pgno: int) -> PageRecord | None:
-        """The known entry of `pgno` (KeyError when it is not known)."""
-        flags = self._flags_of(pgno)
-        if not flags:
-            raise KeyError(pgno)
-        return self._load(pgno, flags)
-
-    def record(self, pgno: int) -> PageRecord | None:
-        return self.records((pgno,))[pgno]
-
-    def known(self, pgno: int) -> bool:
-        return bool(self._flags_of(pgno))
-
-    def __len__(self) -> int:
-        return self._count
-
-    # --- moving forward -----------------------------------------------------------
-
-    def apply(self, part: Changeset) -> None:
-        """Move forward by one written part (its renames, records and truncation)."""
-        self._rename(part.schema.renamed)
-        for record in part.pages:
-            self._store(record.without_data())
-        if part.removed_pages_from is not None:
-            self._forget_from(part.removed_pages_from)
-
-    def _rename(self, renamed: Iterable[tuple[str, str]]) -> None:
+    def rename(self, renamed: Iterable[tuple[str, str]]) -> None:
         """Renames take effect together (a swap of two names is two renames)."""
         moved = [
             (self._owner_ids.pop(old), new)
@@ -206,7 +144,7 @@ class PageMap:
             self._owners[owner_id] = new
             self._owner_ids[new] = owner_id
 
-    def _forget_from(self, pgno: int) -> None:
+    def forget_from(self, pgno: int) -> None:
         """Entries of pages `pgno` and above become unknown."""
         keep = max(0, pgno - 1)
         if keep >= len(self._flags):
@@ -216,16 +154,109 @@ class PageMap:
         for column in (self._flags, self._kind, self._owner, self._lo, self._hi, self._seq):
             del column[keep:]
 
+    def _grow(self, pgno: int) -> None:
+        """Make room for entries up to `pgno` (new entries unknown)."""
+        more = pgno - len(self._flags)
+        if more > 0:
+            self._flags.extend(bytes(more))
+            self._kind.extend(bytes(more))
+            self._owner.extend(array("i", bytes(4 * more)))
+            self._lo.extend(array("q", bytes(8 * more)))
+            self._hi.extend(array("q", bytes(8 * more)))
+            self._seq.extend(array("i", bytes(4 * more)))
+
+    def _flags_of(self, pgno: int) -> int:
+        return self._flags[pgno - 1] if 0 < pgno <= len(self._flags) else 0
+
+    def _owner_id(self, owner: str) -> int:
+        found = self._owner_ids.get(owner)
+        if found is None:
+            found = self._owner_ids[owner] = len(self._owners)
+            self._owners.append(owner)
+        return found
+
+
+class RecordView(Mapping[int, "PageRecord | None"]):
+    """Page records of the page numbers asked for, in the order asked (`PageMap.records`);
+    None for a hole. Raw records fetched without a sink keep their bytes here."""
+
+    def __init__(self, entries: PageEntries, asked: array, held: dict[int, PageRecord]) -> None:
+        self._entries = entries
+        self._asked = asked
+        self._held = held
+
+    def __getitem__(self, pgno: int) -> PageRecord | None:
+        held = self._held.get(pgno)
+        return held if held is not None else self._entries.get(pgno)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._asked)
+
+    def __len__(self) -> int:
+        return len(self._asked)
+
+
+class PageMap:
+    """pgno -> PageRecord (without bytes), or None for a page number the store has no
+    record of (a hole: it renders as zeros). With a raw sink, a raw page's bytes go
+    to the sink (the page cache) as they arrive and records come back without them."""
+
+    def __init__(self, fetch: Fetch, on_raw: RawSink | None = None) -> None:
+        self._fetch = fetch
+        self._on_raw = on_raw
+        self.fetched = 0
+        self.entries = PageEntries()
+
+    def records(self, pgnos: Iterable[int]) -> RecordView:
+        """The entries of `pgnos`, fetched first where unknown. A view over the arrays:
+        records are built as they are read, so the records of a commit of every page
+        are never all held at once."""
+        entries = self.entries
+        asked = array("I", pgnos)
+        missing = [pgno for pgno in asked if not entries.known(pgno)]
+        held: dict[int, PageRecord] = {}
+        for start in range(0, len(missing), FETCH_CHUNK):
+            chunk = missing[start : start + FETCH_CHUNK]
+            found = self._fetch(chunk)
+            self.fetched += len(chunk)
+            for pgno in chunk:
+                record = found.get(pgno)
+                if record is None:
+                    entries.put_hole(pgno)
+                    continue
+                entries.put(record)
+                if record.data:
+                    if self._on_raw is not None:
+                        self._on_raw(pgno, bytes(record.data))  # not held twice
+                    else:
+                        held[pgno] = record
+        return RecordView(entries, asked, held)
+
+    def record(self, pgno: int) -> PageRecord | None:
+        return self.records((pgno,))[pgno]
+
+    def known(self, pgno: int) -> bool:
+        return self.entries.known(pgno)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def apply(
+        self,
+        records: Iterable[PageRecord],
+        renamed: Iterable[tuple[str, str]] = (),
+        removed_from: int | None = None,
+    ) -> None:
+        """Move forward by one written commit: its renames, then its records, then its
+        truncation (the order the store applies them)."""
+        self.entries.rename(renamed)
+        for record in records:
+            self.entries.put(record)
+        if removed_from is not None:
+            self.entries.forget_from(removed_from)
+
     def forget_beyond(self, page_count: int) -> None:
-        self._forget_from(page_count + 1)
+        self.entries.forget_from(page_count + 1)
 
     def clear(self) -> None:
-        self._flags = bytearray()
-        self._kind = bytearray()
-        self._owner = array("i")
-        self._lo = array("q")
-        self._hi = array("q")
-        self._seq = array("i")
-        self._owners: list[str] = []
-        self._owner_ids: dict[str, int] = {}
-        self._count = 0
+        self.entries.clear()

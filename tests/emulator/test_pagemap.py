@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import tracemalloc
 
-from pgfs.emulator.pagemap import FETCH_CHUNK, PageMap
-from pgfs.store.changeset import Changeset, CommitSource, PageKind, PageRecord, SchemaChange
+from pgfs.emulator.pagemap import FETCH_CHUNK, PageEntries, PageMap
+from pgfs.store.changeset import PageKind, PageRecord
 
 STORE = {
     1: PageRecord(1, PageKind.TABLE_LEAF, "sqlite_schema", None, None, None, b"\x0d" * 8),
@@ -26,17 +26,6 @@ class CountingStore:
     def fetch(self, pgnos: list[int]) -> dict[int, PageRecord]:
         self.calls.append(list(pgnos))
         return {p: self.pages[p] for p in pgnos if p in self.pages}
-
-
-def part(pages: list[PageRecord], renamed=(), removed_from: int | None = None) -> Changeset:
-    return Changeset(
-        CommitSource.WAL,
-        b"",
-        0,
-        schema=SchemaChange(renamed=list(renamed)),
-        pages=pages,
-        removed_pages_from=removed_from,
-    )
 
 
 def test_records_come_back_as_stored_and_are_fetched_once() -> None:
@@ -71,7 +60,7 @@ def test_apply_moves_entries_forward_and_truncates() -> None:
     pagemap = PageMap(store.fetch)
     pagemap.records(range(1, 8))
     new3 = PageRecord(3, PageKind.TABLE_LEAF, "t", 1, 5)
-    pagemap.apply(part([new3, PageRecord(9, PageKind.PTRMAP, None, data=b"x")], removed_from=6))
+    pagemap.apply([new3, PageRecord(9, PageKind.PTRMAP, None, data=b"x")], removed_from=6)
     assert pagemap.record(3) == new3
     assert not pagemap.known(6) and not pagemap.known(7) and not pagemap.known(9)
     assert len(pagemap) == 5
@@ -83,11 +72,11 @@ def test_apply_moves_entries_forward_and_truncates() -> None:
 def test_renames_take_effect_together() -> None:
     pagemap = PageMap(CountingStore(STORE).fetch)
     pagemap.records(range(1, 8))
-    pagemap.apply(part([], renamed=[("t", "u"), ("u", "t")]))  # a swap
+    pagemap.apply([], renamed=[("t", "u"), ("u", "t")])  # a swap
     assert pagemap.record(2).owner == "u" and pagemap.record(7).owner == "t"
-    pagemap.apply(part([], renamed=[("i", "t")]))  # onto a name still held: joined
+    pagemap.apply([], renamed=[("i", "t")])  # onto a name still held: joined
     assert {pagemap.record(p).owner for p in (4, 7)} == {"t"}
-    pagemap.apply(part([], renamed=[("t", "v")]))
+    pagemap.apply([], renamed=[("t", "v")])
     assert {pagemap.record(p).owner for p in (4, 7)} == {"v"}
     assert pagemap.record(2).owner == "u"
 
@@ -106,3 +95,15 @@ def test_an_entry_costs_tens_of_bytes() -> None:
     finally:
         tracemalloc.stop()
     assert held / len(pages) < 40, f"{held / len(pages):.0f} bytes a page"
+
+
+def test_entries_give_back_what_was_put() -> None:
+    entries = PageEntries()
+    for record in STORE.values():
+        entries.put(record)
+    entries.put_hole(6)
+    assert list(entries.pgnos()) == [1, 2, 3, 4, 5, 6, 7]
+    assert list(entries.records()) == [r.without_data() for r in STORE.values()]
+    assert entries.get(6) is None and len(entries) == 7
+    entries.forget_from(3)
+    assert list(entries.pgnos()) == [1, 2] and len(entries) == 2
