@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 
 from pgfs.emulator.diff import DiffStats, diff_commit
 from pgfs.emulator.pagecache import CacheStamp, PageCache
-from pgfs.emulator.pagemap import PageMap
+from pgfs.emulator.pagemap import PageEntries, PageMap
 from pgfs.emulator.readahead import CLIENT_BLOCK, ReadAhead
 from pgfs.emulator.render import Renderer
 from pgfs.sqlite.header import DatabaseHeader
@@ -57,9 +57,10 @@ they landed, the mount reloads instead (logged)."""
 
 @dataclass
 class _Forward:
-    """What a written commit changes in the page map, collected as its parts go out."""
+    """What a written commit changes in the page map, collected as its parts go out
+    (compactly: a VACUUM writes a record for every page)."""
 
-    records: dict[int, PageRecord] = field(default_factory=dict)
+    records: PageEntries = field(default_factory=PageEntries)
     renames: list[tuple[str, str]] = field(default_factory=list)
     removed_from: int | None = None
     last: Changeset | None = None
@@ -67,20 +68,15 @@ class _Forward:
     def watch(self, parts: Iterator[Changeset]) -> Iterator[Changeset]:
         for part in parts:
             for record in part.pages:
-                self.records[record.pgno] = record.without_data()
+                self.records.put(record)
             self.renames.extend(part.schema.renamed)
             if part.removed_pages_from is not None:
                 self.removed_from = part.removed_pages_from
             self.last = part
             yield part
 
-    def as_changeset(self) -> Changeset:
-        assert self.last is not None
-        part = Changeset(self.last.source, self.last.header, self.last.page_count)
-        part.schema.renamed = self.renames
-        part.pages = list(self.records.values())
-        part.removed_pages_from = self.removed_from
-        return part
+    def apply_to(self, pagemap: PageMap) -> None:
+        pagemap.apply(self.records.records(), self.renames, self.removed_from)
 
 
 @dataclass
@@ -302,11 +298,11 @@ class Database:
             self.pagemap.clear()
         self.state = state
         self.renderer.set_state(state)
-        self.pagemap.apply(forward.as_changeset())
+        forward.apply_to(self.pagemap)
         if forward.removed_from is not None or state.page_count < old.page_count:
             self.cache.truncate(state.page_count)
             self.pagemap.forget_beyond(state.page_count)
-        for pgno in forward.records:
+        for pgno in forward.records.pgnos():
             if pgno not in changed:
                 self.cache.discard(pgno)
         for pgno, image in changed.items():
