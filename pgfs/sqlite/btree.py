@@ -10,11 +10,11 @@ chain of freeblocks plus fragments of at most 3 bytes counted in the header.
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 from itertools import pairwise
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from pgfs.sqlite.errors import CorruptPageError, FormatError
 from pgfs.sqlite.header import HEADER_SIZE, MIN_USABLE_SIZE
@@ -121,13 +121,7 @@ class BTreePage:
         return self.page_type.is_table
 
     def children(self) -> list[int]:
-        """Child page numbers: the left children in cell order, then the right child."""
-        if self.is_leaf:
-            return []
-        out = [cell.left_child for cell in self.cells]
-        if self.right_child is not None:
-            out.append(self.right_child)
-        return out
+        return child_pages(self.right_child, self.cells)
 
     def overflow_pages(self) -> list[int]:
         """First overflow page of every cell that spills, in cell order."""
@@ -535,9 +529,15 @@ class BTreeScan(NamedTuple):
         return self.page_type.is_table
 
     def children(self) -> list[int]:
-        if self.right_child is None:
-            return []
-        return [c.left_child for c in self.cells if c.left_child is not None] + [self.right_child]
+        return child_pages(self.right_child, self.cells)
+
+
+def child_pages(right_child: int | None, cells: Iterable[Any]) -> list[int]:
+    """Child page numbers of an interior page: the left children in cell order, then
+    the right child (fileformat2 §1.6); none on a leaf (no right child)."""
+    if right_child is None:
+        return []
+    return [c.left_child for c in cells if c.left_child is not None] + [right_child]
 
 
 def _scan_varint(data: bytes, pos: int, limit: int, pgno: int) -> tuple[int, int]:
