@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from array import array
+from collections.abc import Iterable, Iterator, MutableMapping
 
 SPILL_BYTES = 4 * 1024 * 1024
 """A buffer moves to a local file once it holds more than this."""
@@ -107,6 +108,71 @@ class SpillBuffer:
             os.close(self._fd)
 
 
+class PageIndex(MutableMapping[int, int]):
+    """int -> int for page numbers and block indexes: dense keys from 0, values >= 0.
+
+    An array of 8 bytes a key where a dict costs about 100: a VACUUM of a 1 GB
+    database keeps one entry per page (frame of each page, slot of each
+    pre-image). A key far past the others (`MAX_GAP`) is kept in a dict instead,
+    so one stray offset cannot allocate an array the size of the gap.
+    Iterates in key order.
+    """
+
+    MAX_GAP = 1 << 20
+    _ABSENT = -1
+
+    def __init__(self) -> None:
+        self._values = array("q")
+        self._sparse: dict[int, int] = {}
+        self._count = 0
+
+    def __getitem__(self, key: int) -> int:
+        if 0 <= key < len(self._values):
+            value = self._values[key]
+            if value != self._ABSENT:
+                return value
+            raise KeyError(key)
+        return self._sparse[key]
+
+    def __setitem__(self, key: int, value: int) -> None:
+        if value < 0:
+            raise ValueError("PageIndex holds values >= 0")
+        values = self._values
+        if 0 <= key < len(values) + self.MAX_GAP:
+            if key >= len(values):
+                values.extend(array("q", [self._ABSENT]) * (key + 1 - len(values)))
+            if values[key] == self._ABSENT:
+                self._count += 1
+            values[key] = value
+            return
+        self._sparse[key] = value
+
+    def __delitem__(self, key: int) -> None:
+        if 0 <= key < len(self._values) and self._values[key] != self._ABSENT:
+            self._values[key] = self._ABSENT
+            self._count -= 1
+            return
+        del self._sparse[key]
+
+    def __contains__(self, key: object) -> bool:
+        if isinstance(key, int) and 0 <= key < len(self._values):
+            return self._values[key] != self._ABSENT
+        return key in self._sparse
+
+    def __iter__(self) -> Iterator[int]:
+        absent = self._ABSENT
+        yield from (key for key, value in enumerate(self._values) if value != absent)
+        yield from sorted(self._sparse)
+
+    def __len__(self) -> int:
+        return self._count + len(self._sparse)
+
+    def clear(self) -> None:
+        self._values = array("q")
+        self._sparse.clear()
+        self._count = 0
+
+
 class BlockStore:
     """Blocks of `block_size` bytes by index, in memory then in a file of slots."""
 
@@ -114,7 +180,8 @@ class BlockStore:
         self.block_size = block_size
         self._limit = max(1, spill_bytes // block_size)
         self._memory: dict[int, bytes] = {}
-        self._slots: dict[int, int] = {}
+        self._slots = PageIndex()
+        self._next_slot = 0
         self._fd = -1
 
     def __len__(self) -> int:
@@ -154,7 +221,8 @@ class BlockStore:
         else:
             if self._fd < 0:
                 self._fd = _spill_file()
-            slot = len(self._slots)
+            slot = self._next_slot  # never len(): a discarded block's slot stays taken
+            self._next_slot += 1
             self._slots[index] = slot
             os.pwrite(self._fd, block, slot * self.block_size)
 
@@ -169,6 +237,7 @@ class BlockStore:
     def clear(self) -> None:
         self._memory.clear()
         self._slots.clear()
+        self._next_slot = 0
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1

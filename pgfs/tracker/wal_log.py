@@ -63,7 +63,7 @@ from pgfs.sqlite.wal import (
     frame_offset,
     wal_checksum,
 )
-from pgfs.tracker.buffers import SpillBuffer
+from pgfs.tracker.buffers import PageIndex, SpillBuffer
 
 
 class FramePages(Mapping[int, bytes]):
@@ -74,7 +74,7 @@ class FramePages(Mapping[int, bytes]):
     The last frame of a page wins.
     """
 
-    def __init__(self, data: SpillBuffer, page_size: int, frames: dict[int, int]) -> None:
+    def __init__(self, data: SpillBuffer, page_size: int, frames: PageIndex) -> None:
         self._data = data
         self._page_size = page_size
         self._frames = frames
@@ -329,7 +329,7 @@ class WalLog:
 
     def _transaction(self, first: int, last: int, commit: WalFrameHeader) -> WalTransaction:
         assert self.header is not None
-        frames: dict[int, int] = {}
+        frames = PageIndex()
         for index in range(first, last + 1):
             frame = self._frame_header(index)
             if frame.pgno <= commit.commit_size:
