@@ -57,10 +57,16 @@ they landed, the mount reloads instead (logged)."""
 
 @dataclass
 class _Forward:
-    """What a written commit changes in the page map, collected as its parts go out
-    (compactly: a VACUUM writes a record for every page)."""
+    """What a written commit changes in the page map, collected as its parts go out.
 
-    records: PageEntries = field(default_factory=PageEntries)
+    Records of a small commit are kept in a dict; past `COMPACT_AFTER` they move
+    to `PageEntries` (arrays indexed by page number), so a VACUUM does not hold
+    an object per page while a small commit costs nothing per database page.
+    """
+
+    COMPACT_AFTER = 4096
+
+    records: dict[int, PageRecord] | PageEntries = field(default_factory=dict)
     renames: list[tuple[str, str]] = field(default_factory=list)
     removed_from: int | None = None
     last: Changeset | None = None
@@ -68,15 +74,32 @@ class _Forward:
     def watch(self, parts: Iterator[Changeset]) -> Iterator[Changeset]:
         for part in parts:
             for record in part.pages:
-                self.records.put(record)
+                self._keep(record)
             self.renames.extend(part.schema.renamed)
             if part.removed_pages_from is not None:
                 self.removed_from = part.removed_pages_from
             self.last = part
             yield part
 
+    def _keep(self, record: PageRecord) -> None:
+        records = self.records
+        if isinstance(records, dict):
+            records[record.pgno] = record.without_data()
+            if len(records) > self.COMPACT_AFTER:
+                entries = PageEntries()
+                for kept in records.values():
+                    entries.put(kept)
+                self.records = entries
+        else:
+            records.put(record)
+
+    def pgnos(self) -> Iterable[int]:
+        return self.records if isinstance(self.records, dict) else self.records.pgnos()
+
     def apply_to(self, pagemap: PageMap) -> None:
-        pagemap.apply(self.records.records(), self.renames, self.removed_from)
+        records = self.records
+        written = records.values() if isinstance(records, dict) else records.records()
+        pagemap.apply(written, self.renames, self.removed_from)
 
 
 @dataclass
@@ -302,7 +325,7 @@ class Database:
         if forward.removed_from is not None or state.page_count < old.page_count:
             self.cache.truncate(state.page_count)
             self.pagemap.forget_beyond(state.page_count)
-        for pgno in forward.records.pgnos():
+        for pgno in forward.pgnos():
             if pgno not in changed:
                 self.cache.discard(pgno)
         for pgno, image in changed.items():

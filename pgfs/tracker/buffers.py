@@ -109,36 +109,47 @@ class SpillBuffer:
 
 
 class PageIndex(MutableMapping[int, int]):
-    """int -> int for page numbers and block indexes: dense keys from 0, values >= 0.
+    """int -> int for page numbers and block indexes (keys and values >= 0).
 
-    An array of 8 bytes a key where a dict costs about 100: a VACUUM of a 1 GB
-    database keeps one entry per page (frame of each page, slot of each
-    pre-image). A key far past the others (`MAX_GAP`) is kept in a dict instead,
-    so one stray offset cannot allocate an array the size of the gap.
-    Iterates in key order.
+    A dict while it is small; past `DENSE_AFTER` keys, when they fill at least a
+    quarter of the range below the largest, an array of 8 bytes a key (a dict
+    costs about 100): a VACUUM of a 1 GB database keeps one entry per page (the
+    frame of each page, the slot of each pre-image), while a commit of a few
+    pages costs nothing per database page. In array mode a key far past the
+    others (`MAX_GAP`) is kept in a dict, so a stray offset cannot allocate the
+    gap. Iterates in key order.
     """
 
+    DENSE_AFTER = 4096
     MAX_GAP = 1 << 20
     _ABSENT = -1
 
     def __init__(self) -> None:
-        self._values = array("q")
+        self.clear()
+
+    def clear(self) -> None:
+        self._values: array | None = None
         self._sparse: dict[int, int] = {}
         self._count = 0
 
     def __getitem__(self, key: int) -> int:
-        if 0 <= key < len(self._values):
-            value = self._values[key]
+        values = self._values
+        if values is not None and 0 <= key < len(values):
+            value = values[key]
             if value != self._ABSENT:
                 return value
             raise KeyError(key)
         return self._sparse[key]
 
     def __setitem__(self, key: int, value: int) -> None:
-        if value < 0:
-            raise ValueError("PageIndex holds values >= 0")
+        if key < 0 or value < 0:
+            raise ValueError("PageIndex holds keys and values >= 0")
         values = self._values
-        if 0 <= key < len(values) + self.MAX_GAP:
+        if values is None:
+            self._sparse[key] = value
+            self._maybe_dense()
+            return
+        if key < len(values) + self.MAX_GAP:
             if key >= len(values):
                 values.extend(array("q", [self._ABSENT]) * (key + 1 - len(values)))
             if values[key] == self._ABSENT:
@@ -147,30 +158,37 @@ class PageIndex(MutableMapping[int, int]):
             return
         self._sparse[key] = value
 
+    def _maybe_dense(self) -> None:
+        sparse = self._sparse
+        if len(sparse) <= self.DENSE_AFTER or max(sparse) >= 4 * len(sparse):
+            return
+        values = array("q", [self._ABSENT]) * (max(sparse) + 1)
+        for key, value in sparse.items():
+            values[key] = value
+        self._values, self._count, self._sparse = values, len(sparse), {}
+
     def __delitem__(self, key: int) -> None:
-        if 0 <= key < len(self._values) and self._values[key] != self._ABSENT:
-            self._values[key] = self._ABSENT
+        values = self._values
+        if values is not None and 0 <= key < len(values) and values[key] != self._ABSENT:
+            values[key] = self._ABSENT
             self._count -= 1
             return
         del self._sparse[key]
 
     def __contains__(self, key: object) -> bool:
-        if isinstance(key, int) and 0 <= key < len(self._values):
-            return self._values[key] != self._ABSENT
+        values = self._values
+        if values is not None and isinstance(key, int) and 0 <= key < len(values):
+            return values[key] != self._ABSENT
         return key in self._sparse
 
     def __iter__(self) -> Iterator[int]:
-        absent = self._ABSENT
-        yield from (key for key, value in enumerate(self._values) if value != absent)
+        if self._values is not None:
+            absent = self._ABSENT
+            yield from (key for key, value in enumerate(self._values) if value != absent)
         yield from sorted(self._sparse)
 
     def __len__(self) -> int:
         return self._count + len(self._sparse)
-
-    def clear(self) -> None:
-        self._values = array("q")
-        self._sparse.clear()
-        self._count = 0
 
 
 class BlockStore:

@@ -107,3 +107,21 @@ def test_entries_give_back_what_was_put() -> None:
     assert entries.get(6) is None and len(entries) == 7
     entries.forget_from(3)
     assert list(entries.pgnos()) == [1, 2] and len(entries) == 2
+
+
+def test_a_commit_carries_its_records_to_the_map_at_any_size() -> None:
+    """Few records stay a dict (nothing per database page for a small commit); many
+    move to arrays (nothing per record object for a VACUUM). The map ends the same."""
+    from pgfs.emulator.database import _Forward
+    from pgfs.store.changeset import Changeset, CommitSource
+
+    for count in (3, _Forward.COMPACT_AFTER + 10):
+        pages = [PageRecord(10**5 + p, PageKind.FREE, None) for p in range(count)]
+        forward = _Forward()
+        for _ in forward.watch(iter([Changeset(CommitSource.WAL, b"", 0, pages=pages)])):
+            pass
+        assert isinstance(forward.records, dict) == (count == 3)
+        assert list(forward.pgnos()) == [r.pgno for r in pages]
+        pagemap = PageMap(lambda pgnos: {})
+        forward.apply_to(pagemap)
+        assert len(pagemap) == count and pagemap.record(10**5) == pages[0]

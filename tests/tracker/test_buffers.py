@@ -43,13 +43,31 @@ def test_page_index_is_a_mapping_in_key_order() -> None:
         del index[3]
     with pytest.raises(ValueError):
         index[1] = -1
+    for key in range(2 * PageIndex.DENSE_AFTER):  # dense now: the same answers
+        index[key] = key + 1
+    assert len(index) == 2 * PageIndex.DENSE_AFTER and index[5] == 6 and 4 in index
+    del index[4]
+    assert 4 not in index and list(index)[:4] == [0, 1, 2, 3] and index[5] == 6
     index.clear()
     assert len(index) == 0 and list(index) == []
 
 
+def test_a_few_keys_cost_nothing_per_page_below_them() -> None:
+    index = PageIndex()
+    tracemalloc.start()
+    try:
+        index[1_000_000] = 3
+        index[2_000_000] = 4
+        held = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert held < 10_000 and list(index) == [1_000_000, 2_000_000]
+
+
 def test_a_far_key_does_not_allocate_the_gap() -> None:
     index = PageIndex()
-    index[1] = 1
+    for key in range(PageIndex.DENSE_AFTER + 1):
+        index[key] = key
     tracemalloc.start()
     try:
         index[10**12] = 7
@@ -57,7 +75,7 @@ def test_a_far_key_does_not_allocate_the_gap() -> None:
     finally:
         tracemalloc.stop()
     assert held < 100_000
-    assert index[10**12] == 7 and list(index) == [1, 10**12]
+    assert index[10**12] == 7 and list(index)[-2:] == [PageIndex.DENSE_AFTER, 10**12]
 
 
 def test_an_entry_costs_about_eight_bytes() -> None:
