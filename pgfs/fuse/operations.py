@@ -26,7 +26,10 @@ Kernel caching, chosen deliberately (DESIGN "Tricky cases"):
 - mtimes do not move on writes: with libfuse's default auto_inval_data, a
   changed mtime would make the kernel drop the file's page cache, and for
   the mmap-ed `-shm` that means unmapping shared memory under SQLite;
-- no `direct_io` except on `.pgfs-status` (`-shm` must stay mmap-able);
+- `direct_io` on `-wal` and `-journal` (SQLite only preads and pwrites them, and
+  through the page cache each WAL frame would cost three write requests and three
+  getxattr round trips: files.py `OpenLog`) and on `.pgfs-status`; not on the
+  database file (its reads are cached) nor on `-shm` (it must stay mmap-able);
 - FUSE's writeback cache stays off: with it a write returns before pgfs has
   seen it, and SQLite could report a commit PostgreSQL does not have;
 - kernel caches are never invalidated from a handler (that can deadlock).

@@ -145,3 +145,18 @@ def test_chmod_and_chown_of_a_virtual_file() -> None:
         assert entry.st_uid == 4242
 
     trio.run(main)
+
+
+def test_the_logs_use_direct_io_and_the_shared_memory_the_page_cache() -> None:
+    ops = router()
+
+    async def main() -> None:
+        for name in (b"test.db-wal", b"test.db-journal"):
+            info, _ = await ops.create(ROOT, name, 0o644, os.O_RDWR, CTX)
+            assert info.direct_io and not info.keep_cache, "one request per write"
+        info, _ = await ops.create(ROOT, b"test.db-shm", 0o644, os.O_RDWR, CTX)
+        assert not info.direct_io and info.keep_cache, "-shm is mmap-ed"
+        info = await ops.open(FIRST_DB_INODE, os.O_RDWR, CTX)
+        assert not info.direct_io and info.keep_cache, "database reads are cached"
+
+    trio.run(main)
