@@ -364,8 +364,11 @@ class PgfsOperations(pyfuse3.Operations):
 
     # --- extended attributes --------------------------------------------------------
     # Passed through for backing names and the root (the backing directory itself).
-    # The virtual files have none and take none. Never ENOSYS: the kernel would then
-    # turn off extended attributes for the whole mount.
+    # The virtual files have none and take none. With a backing directory never ENOSYS:
+    # the kernel would then turn off extended attributes for the whole mount. Without
+    # one the mount has none at all, and getxattr answers ENOSYS so that the kernel
+    # stops asking: it asks for security.capability before every cached write
+    # (`file_remove_privs`), a round trip per page a checkpoint writes.
 
     def _xattr_backing(self, inode: int) -> Passthrough | None:
         if inode == pyfuse3.ROOT_INODE:
@@ -375,6 +378,8 @@ class PgfsOperations(pyfuse3.Operations):
 
     @_guard
     async def getxattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:
+        if self.backing is None:
+            raise pyfuse3.FUSEError(errno.ENOSYS)  # the kernel answers EOPNOTSUPP from now on
         backing = self._xattr_backing(inode)
         if backing is None:
             raise pyfuse3.FUSEError(errno.ENODATA)
