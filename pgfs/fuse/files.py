@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import pyfuse3
 
 from pgfs.fuse.passthrough import Passthrough
-from pgfs.tracker import DatabaseFile, SideFile
+from pgfs.tracker import DatabaseFile, Role, SideFile
 
 BLOCK_SIZE = 4096
 
@@ -183,6 +183,14 @@ class SideNode(VirtualFile):
     def size(self) -> int:
         return len(self.side.data)
 
+    def open(self, flags: int) -> OpenVirtual:
+        # -shm is mmap-ed by SQLite (wal.html "Implementation Of Shared-Memory For The
+        # WAL-Index"): it keeps the page cache. -wal and -journal are only read and
+        # written with pread/pwrite: direct I/O (OpenLog).
+        if self.side.role is Role.SHM:
+            return OpenVirtual(self)
+        return OpenLog(self)
+
     async def read(self, offset: int, size: int) -> bytes:
         return self.dbfile.read_side(self.side, offset, size)
 
@@ -248,6 +256,23 @@ class OpenVirtual:
 
     def close(self) -> None:
         self.file.opens -= 1
+
+
+class OpenLog(OpenVirtual):
+    """An open -wal or -journal: direct I/O, so each write SQLite makes is one request.
+
+    Through the page cache (FUSE without writeback cache) the kernel ends a write
+    request at every page it leaves partly written and not up to date, and asks
+    for `security.capability` before every write (`file_remove_privs`; direct
+    writes leave that to the filesystem). WAL frames are 24 + page-size bytes
+    (fileformat2 §4.1), so every page of the -wal is written in pieces and none
+    is ever up to date: a frame cost three write requests and three getxattr
+    round trips, and SQLite's reads of it missed the cache anyway. With direct
+    I/O a frame is two requests (header, page), as SQLite writes it.
+    """
+
+    direct_io = True
+    keep_cache = False
 
 
 class OpenSnapshot(OpenVirtual):

@@ -26,7 +26,10 @@ Kernel caching, chosen deliberately (DESIGN "Tricky cases"):
 - mtimes do not move on writes: with libfuse's default auto_inval_data, a
   changed mtime would make the kernel drop the file's page cache, and for
   the mmap-ed `-shm` that means unmapping shared memory under SQLite;
-- no `direct_io` except on `.pgfs-status` (`-shm` must stay mmap-able);
+- `direct_io` on `-wal` and `-journal` (SQLite only preads and pwrites them, and
+  through the page cache each WAL frame would cost three write requests and three
+  getxattr round trips: files.py `OpenLog`) and on `.pgfs-status`; not on the
+  database file (its reads are cached) nor on `-shm` (it must stay mmap-able);
 - FUSE's writeback cache stays off: with it a write returns before pgfs has
   seen it, and SQLite could report a commit PostgreSQL does not have;
 - kernel caches are never invalidated from a handler (that can deadlock).
@@ -361,8 +364,11 @@ class PgfsOperations(pyfuse3.Operations):
 
     # --- extended attributes --------------------------------------------------------
     # Passed through for backing names and the root (the backing directory itself).
-    # The virtual files have none and take none. Never ENOSYS: the kernel would then
-    # turn off extended attributes for the whole mount.
+    # The virtual files have none and take none. With a backing directory never ENOSYS:
+    # the kernel would then turn off extended attributes for the whole mount. Without
+    # one the mount has none at all, and getxattr answers ENOSYS so that the kernel
+    # stops asking: it asks for security.capability before every cached write
+    # (`file_remove_privs`), a round trip per page a checkpoint writes.
 
     def _xattr_backing(self, inode: int) -> Passthrough | None:
         if inode == pyfuse3.ROOT_INODE:
@@ -372,6 +378,8 @@ class PgfsOperations(pyfuse3.Operations):
 
     @_guard
     async def getxattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:
+        if self.backing is None:
+            raise pyfuse3.FUSEError(errno.ENOSYS)  # the kernel answers EOPNOTSUPP from now on
         backing = self._xattr_backing(inode)
         if backing is None:
             raise pyfuse3.FUSEError(errno.ENODATA)

@@ -55,6 +55,27 @@ PREIMAGE_CHUNK = 1024
 its pre-images go to a spilling store a chunk at a time (memory stays bounded)."""
 
 
+class RequestLock:
+    """A trio lock that a request takes without a pass through the scheduler when it
+    is free (`acquire_nowait`); a request that finds it held waits its turn (FIFO).
+
+    `async with trio.Lock()` always yields once, even when free: a scheduling round
+    (an epoll_wait) per write request, and SQLite's requests come one at a time.
+    """
+
+    def __init__(self) -> None:
+        self._lock = trio.Lock()
+
+    async def __aenter__(self) -> None:
+        try:
+            self._lock.acquire_nowait()
+        except trio.WouldBlock:
+            await self._lock.acquire()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._lock.release()
+
+
 class DatabaseFile:
     """One virtual database (`name`) over a `Backend`, with its side files."""
 
@@ -70,7 +91,7 @@ class DatabaseFile:
         self.wal: SideFile | None = None
         self.shm: SideFile | None = None
         self.stats = TrackerStats()
-        self._lock = trio.Lock()
+        self._lock = RequestLock()
         self._refusing = False
         self.commits_in_flight = 0
         self.on_commit: Callable[[str, float], None] | None = None

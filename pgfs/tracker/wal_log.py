@@ -65,6 +65,10 @@ from pgfs.sqlite.wal import (
 )
 from pgfs.tracker.buffers import PageIndex, SpillBuffer
 
+HEADER_MEMO = 4096
+"""Frame headers `WalLog` remembers at most (the frames of an ordinary transaction
+and the one before them; a bigger transaction reads the rest again when needed)."""
+
 
 class FramePages(Mapping[int, bytes]):
     """The pages of one transaction, read from the WAL buffer when asked for.
@@ -161,6 +165,10 @@ class WalLog:
         self._run: UnsaltedRun | None = None
         """The unsalted frames verified last, so that rewrites of the headers before them do
         not verify them again (a rewrite of n headers stays linear)."""
+        self._headers: dict[int, WalFrameHeader] = {}
+        """Headers of frames parsed since their bytes last changed, by index: verifying a
+        frame needs the one before it (`_chain_start`) and a commit needs the page number
+        of each (`_transaction`), so each is read from the buffer once."""
 
     @property
     def frame_size(self) -> int:
@@ -191,9 +199,11 @@ class WalLog:
         elif self.header is not None:
             # Frames this write touched must be verified again.
             touched = self._frame_index(offset)
+            last_touched = self._frame_index(offset + length - 1)
             self.verified_end = max(self.committed_end, min(self.verified_end, touched))
             if self._run is not None:
-                self._run = self._run.cut(touched, self._frame_index(offset + length - 1))
+                self._run = self._run.cut(touched, last_touched)
+            self._forget_headers(touched, last_touched)
         return undo, restarted
 
     def undo(self, undo: WalUndo) -> None:
@@ -204,6 +214,7 @@ class WalLog:
         self.committed_end = undo.committed_end
         self.verified_end = undo.verified_end
         self._run = None
+        self._headers.clear()
 
     def truncate(self, size: int) -> bool:
         """ftruncate; returns True when the WAL was reset (cut below its header)."""
@@ -215,6 +226,7 @@ class WalLog:
             whole = max(0, (size - WAL_HEADER_SIZE) // self.frame_size)
             self.verified_end = max(self.committed_end, min(self.verified_end, whole))
             self._run = None
+            self._headers.clear()
         return False
 
     def _reset(self, header: WalHeader | None) -> None:
@@ -222,6 +234,7 @@ class WalLog:
         self.committed_end = 0
         self.verified_end = 0
         self._run = None
+        self._headers.clear()
 
     def _reread_header(self) -> bool:
         header = parse_wal_header(self.data)
@@ -240,13 +253,32 @@ class WalLog:
         self.header = header
         self.verified_end = self.committed_end
         self._run = None
+        self._headers.clear()
         return False
 
     # --- detection ------------------------------------------------------------------
 
     def _frame_header(self, index: int) -> WalFrameHeader:
-        start = frame_offset(index, self.frame_size - WAL_FRAME_HEADER_SIZE)
-        return WalFrameHeader.parse(self.data.read(start, WAL_FRAME_HEADER_SIZE))
+        frame = self._headers.get(index)
+        if frame is None:
+            start = frame_offset(index, self.frame_size - WAL_FRAME_HEADER_SIZE)
+            frame = WalFrameHeader.parse(self.data.read(start, WAL_FRAME_HEADER_SIZE))
+            self._remember(index, frame)
+        return frame
+
+    def _remember(self, index: int, frame: WalFrameHeader) -> None:
+        if len(self._headers) < HEADER_MEMO or index in self._headers:
+            self._headers[index] = frame
+
+    def _forget_headers(self, first: int, last: int) -> None:
+        """Frames [first, last] were written: their headers must be read again."""
+        if not self._headers:
+            return
+        if last - first < len(self._headers):
+            for index in range(first, last + 1):
+                self._headers.pop(index, None)
+        else:
+            self._headers = {i: f for i, f in self._headers.items() if not first <= i <= last}
 
     def _stored_chain(self, index: int) -> tuple[int, int]:
         """The checksum stored in the header of frame `index` (-1: the WAL header's)."""
@@ -282,6 +314,7 @@ class WalLog:
             return None
         raw = self.data.read(start, self.frame_size)
         frame = WalFrameHeader.parse(raw)
+        self._remember(index, frame)
         if frame.pgno == 0:
             return None
         if frame.is_unsalted:
@@ -338,6 +371,11 @@ class WalLog:
         return WalTransaction(first, last, pages, commit.commit_size)
 
     def mark_committed(self, transaction: WalTransaction) -> None:
+        # The next transaction's first frame chains from the commit frame: keep only it.
+        commit = self._headers.get(transaction.last)
+        self._headers.clear()
+        if commit is not None:
+            self._headers[transaction.last] = commit
         self.committed_end = transaction.last + 1
         self.verified_end = max(self.verified_end, self.committed_end)
         self.commits += 1
