@@ -100,6 +100,8 @@ def _fmt(value: float | None, unit: str) -> str:
     if value is None:
         return "—"
     if unit == "s":
+        if value < 0.01:
+            return f"{value * 1000:.2f} ms"  # a native commit is a fraction of a ms
         return f"{value * 1000:.0f} ms" if value < 10 else f"{value:.1f} s"
     return f"{value:.1f} {unit}"
 
