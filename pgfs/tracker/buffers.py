@@ -131,6 +131,7 @@ class PageIndex(MutableMapping[int, int]):
         self._values: array | None = None
         self._sparse: dict[int, int] = {}
         self._count = 0
+        self._top = -1  # no key is larger (dict mode): kept as keys come, no max() per key
 
     def __getitem__(self, key: int) -> int:
         values = self._values
@@ -147,6 +148,7 @@ class PageIndex(MutableMapping[int, int]):
         values = self._values
         if values is None:
             self._sparse[key] = value
+            self._top = max(self._top, key)
             self._maybe_dense()
             return
         if key < len(values) + self.MAX_GAP:
@@ -160,9 +162,9 @@ class PageIndex(MutableMapping[int, int]):
 
     def _maybe_dense(self) -> None:
         sparse = self._sparse
-        if len(sparse) <= self.DENSE_AFTER or max(sparse) >= 4 * len(sparse):
+        if len(sparse) <= self.DENSE_AFTER or self._top >= 4 * len(sparse):
             return
-        values = array("q", [self._ABSENT]) * (max(sparse) + 1)
+        values = array("q", [self._ABSENT]) * (self._top + 1)
         for key, value in sparse.items():
             values[key] = value
         self._values, self._count, self._sparse = values, len(sparse), {}
