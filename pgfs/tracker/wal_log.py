@@ -213,8 +213,7 @@ class WalLog:
         self.header = undo.header
         self.committed_end = undo.committed_end
         self.verified_end = undo.verified_end
-        self._run = None
-        self._headers.clear()
+        self._forget_parsed()
 
     def truncate(self, size: int) -> bool:
         """ftruncate; returns True when the WAL was reset (cut below its header)."""
@@ -225,16 +224,14 @@ class WalLog:
         if self.header is not None:
             whole = max(0, (size - WAL_HEADER_SIZE) // self.frame_size)
             self.verified_end = max(self.committed_end, min(self.verified_end, whole))
-            self._run = None
-            self._headers.clear()
+            self._forget_parsed()
         return False
 
     def _reset(self, header: WalHeader | None) -> None:
         self.header = header
         self.committed_end = 0
         self.verified_end = 0
-        self._run = None
-        self._headers.clear()
+        self._forget_parsed()
 
     def _reread_header(self) -> bool:
         header = parse_wal_header(self.data)
@@ -252,9 +249,13 @@ class WalLog:
             return True
         self.header = header
         self.verified_end = self.committed_end
+        self._forget_parsed()
+        return False
+
+    def _forget_parsed(self) -> None:
+        """Drop what was remembered of parsed frames (the bytes or the generation changed)."""
         self._run = None
         self._headers.clear()
-        return False
 
     # --- detection ------------------------------------------------------------------
 
@@ -335,15 +336,12 @@ class WalLog:
         return frame
 
     def _note_unsalted(self, index: int) -> None:
+        """Extend (or start) the remembered run of unsalted frames with frame `index`."""
         run = self._run
-        if run is not None and run.end == index:
-            self._run = UnsaltedRun(run.first, index + 1, run.chain_before)
-        elif run is None or not run.first <= index < run.end:
-            before = index - 1
-            if before >= 0 and self._frame_header(before).is_unsalted:
-                self._run = None  # the start of this run is not known: no memo
-                return
-            self._run = UnsaltedRun(index, index + 1, self._stored_chain(before))
+        if run is not None and run.first <= index < run.end:
+            return
+        first = run.first if run is not None and run.end == index else index
+        self._run = UnsaltedRun(first, index + 1, self._chain_start(index))
 
     def pending_commit(self) -> WalTransaction | None:
         """The transaction whose frames now form a valid chain ending in a commit frame.
