@@ -12,6 +12,8 @@ For each size (`--sizes 10,100,1000` MB) a Jellyfin 10.11 library is generated
 - a library scan (movies added one transaction each), single-row commits (playback
   progress upserts), and the 6-hourly optimize task (wal_checkpoint(TRUNCATE),
   PRAGMA optimize, VACUUM, wal_checkpoint(TRUNCATE));
+- a fresh mount with an empty local cache and `--warm-cache`: how fast the
+  background warm-up fills it, and the cold browse query once it has;
 - the peak RSS of the mount process.
 
 The same steps run on a local copy of the file with SQLite (the OS page cache warm,
@@ -25,6 +27,7 @@ Run from the repository root: .venv/bin/python -m scripts.bench_scale --sizes 10
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import re
@@ -167,16 +170,26 @@ class Mount:
     def db(self) -> Path:
         return self.point / "jellyfin.db"
 
-    def start(self, *, empty_cache: bool) -> None:
+    def start(self, *, empty_cache: bool, warm: bool = False) -> None:
         if empty_cache:
             shutil.rmtree(self.cache, ignore_errors=True)
         argv = [sys.executable, "-m", "pgfs", "mount", str(self.point), "--foreground"]
         argv += ["--dsn", self.dsn, "--cache-dir", str(self.cache)]
+        argv += ["--warm-cache"] if warm else []
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(argv, stdout=out, stderr=out, cwd=ROOT)
         while not is_mounted(self.point):
             if self.proc.poll() is not None:
                 raise SystemExit(f"the mount failed: {self.log.read_text()[-3000:]}")
+            time.sleep(0.05)
+
+    def wait_warm(self) -> None:
+        """Until the local page cache holds every page (`--warm-cache`)."""
+        while True:
+            status = json.loads((self.point / ".pgfs-status").read_bytes())
+            local = status["databases"][self.db.name]["local_cache"]
+            if local is not None and local["complete"]:
+                return
             time.sleep(0.05)
 
     def rss(self) -> float:
@@ -431,6 +444,26 @@ def measure(size_mb: float, cluster: EmbeddedCluster, work: Path) -> Report:
         )
     )
     integrity = conn.execute("PRAGMA integrity_check").fetchone()[0]
+    conn.close()
+    mount.stop()
+    mount.start(empty_cache=True, warm=True)
+    warm_seconds = timed(mount.wait_warm)
+    report.add(
+        Row(
+            "background warm-up of an empty local cache (`--warm-cache`)",
+            mount.db.stat().st_size / 1e6 / warm_seconds,
+            unit="MB/s",
+        )
+    )
+    conn = connect(mount.db)
+    report.add(
+        Row(
+            "cold browse query after the warm-up (fresh mount)",
+            timed(lambda: browse.sqlite(conn)),
+            timed(lambda: browse.sqlite(lite)),
+            timed(lambda: browse.postgres(pg)),
+        )
+    )
     conn.close()
     lite.close()
     pg.close()

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from pgfs.emulator.diff import DiffStats, diff_commit
-from pgfs.emulator.pagecache import CacheStamp, PageCache
+from pgfs.emulator.pagecache import CacheStamp, DiskPages, PageCache, Warmth
 from pgfs.emulator.pagemap import PageEntries, PageMap
 from pgfs.emulator.readahead import CLIENT_BLOCK, ReadAhead
 from pgfs.emulator.render import Renderer
@@ -49,6 +49,10 @@ if TYPE_CHECKING:
     from pgfs.emulator.diff import Identity
 
 log = logging.getLogger("pgfs.emulator")
+
+WARM_BATCH = 128
+"""Pages one step of the background warm-up renders: one round of queries, and the
+longest a client read waits for the lock behind it."""
 
 UNDO_LIMIT = 4096
 """Commits of more pages keep no undo images: if their outcome stays unknown and
@@ -133,6 +137,7 @@ class Database:
         self.last_ms = 0.0
         self.unresolved: _Unresolved | None = None
         self._readahead = ReadAhead()
+        self._warm_from = 1
 
     @classmethod
     def open(
@@ -213,6 +218,46 @@ class Database:
                 found = self.renderer.render(batch)
                 return {pgno: found[pgno] for pgno in wanted}
             return self.renderer.render(wanted)
+
+    def warm_step(self) -> Warmth | None:
+        """Render the next pages the local cache file lacks (up to WARM_BATCH), so that it
+        becomes a full local copy and later reads never wait on the server. How much it
+        holds after the step; None without a cache file (nothing to fill)."""
+        with self.lock:
+            disk = self.cache.disk
+            if disk is None:
+                return None
+            self._resolve_pending()
+            first = self._next_cold(disk)
+            if first is not None:
+                last = min(first + WARM_BATCH - 1, self.state.page_count)
+                self.renderer.render(range(first, last + 1))
+                self._warm_from = last + 1
+            return self.warmth()
+
+    def warmth(self) -> Warmth | None:
+        """How much of the database the local cache file holds (None: no file)."""
+        disk = self.cache.disk
+        if disk is None:
+            return None
+        count = self.state.page_count
+        lock_byte = self.renderer.geometry.lock_byte_page
+        total = count - (1 if lock_byte <= count else 0)
+        return Warmth(min(disk.count(count), total), total)
+
+    def _next_cold(self, disk: DiskPages) -> int | None:
+        """The next page the cache file lacks, from where the warm-up got to, then from
+        the start (a commit may have freed slots behind it). The lock-byte page is never
+        cached (it renders as zeros)."""
+        count = self.state.page_count
+        lock_byte = self.renderer.geometry.lock_byte_page
+        for start in (self._warm_from, 1):
+            pgno = disk.first_missing(start, count)
+            if pgno == lock_byte:
+                pgno = disk.first_missing(lock_byte + 1, count)
+            if pgno is not None:
+                return pgno
+        return None
 
     # ------------------------------------------------------------------ OldVersion
 

@@ -31,6 +31,18 @@ MEMORY_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
+class Warmth:
+    """How much of the database the local cache file holds (`pgfs mount --warm-cache`)."""
+
+    cached: int
+    total: int
+
+    @property
+    def complete(self) -> bool:
+        return self.cached >= self.total
+
+
+@dataclass(frozen=True)
 class CacheStamp:
     """What a cache file holds: pages of this store at this commit, this page size."""
 
@@ -120,6 +132,30 @@ class DiskPages:
         finally:
             os.close(self._fd)
             self._fd = -1
+
+    def first_missing(self, start: int, page_count: int) -> int | None:
+        """The first page number in [start, page_count] no slot holds, or None."""
+        pgno = max(start, 1)
+        while pgno <= page_count:
+            index = pgno - 1
+            byte = index >> 3
+            if byte >= len(self.present):
+                return pgno
+            if self.present[byte] == 0xFF:
+                pgno = (byte + 1) * 8 + 1  # a whole byte of slots is held: skip it
+                continue
+            if not self.present[byte] & (1 << (index & 7)):
+                return pgno
+            pgno += 1
+        return None
+
+    def count(self, page_count: int) -> int:
+        """How many of pages 1..page_count the file holds."""
+        whole, rest = divmod(page_count, 8)
+        held = int.from_bytes(self.present[:whole], "little").bit_count()
+        if rest and whole < len(self.present):
+            held += (self.present[whole] & ((1 << rest) - 1)).bit_count()
+        return held
 
     def has(self, pgno: int) -> bool:
         index = pgno - 1

@@ -82,6 +82,9 @@ _PER_FILE: list[tuple[str, str, str, Callable[[DatabaseFile], float]]] = [
      lambda f: f.database.pages_rendered),
     ("counter", "pgfs_page_cache_hits", "Page reads served from pgfs' own page cache.",
      lambda f: f.database.cache_hits),
+    ("gauge", "pgfs_local_cache_pages",
+     "Pages the local page cache file holds (of pgfs_database_pages; --warm-cache fills it).",
+     lambda f: w.cached if (w := f.database.warmth()) else 0),
 ]  # fmt: skip
 
 

@@ -32,6 +32,7 @@ import trio
 
 from pgfs.fuse.operations import PgfsOperations
 from pgfs.fuse.options import MountOptions
+from pgfs.fuse.warmup import warm_cache
 from pgfs.tracker import Backend, DatabaseFile
 
 log = logging.getLogger("pgfs.fuse")
@@ -148,6 +149,11 @@ class MountSession:
                 except Exception:  # the next call says what is wrong
                     log.debug("housekeeping of %s failed", dbfile.name, exc_info=True)
 
+    async def _warm_caches(self) -> None:
+        """Fill every database's local page cache in the background (`--warm-cache`)."""
+        for name, dbfile in self.files.items():
+            await warm_cache(name, dbfile.database)
+
     async def _main(self, handle_signals: bool, on_ready: Callable[[], None] | None) -> None:
         self._token = trio.lowlevel.current_trio_token()
         async with trio.open_nursery() as nursery:
@@ -162,6 +168,8 @@ class MountSession:
             self.ready.set()
             if on_ready is not None:
                 on_ready()
+            if self.options.warm_cache:
+                nursery.start_soon(self._warm_caches)
             await pyfuse3.main()
             nursery.cancel_scope.cancel()
 

@@ -84,6 +84,14 @@ class MountOptions:
             directory=True,
         ),
     )
+    warm_cache: bool = field(
+        default=False,
+        metadata=_option(
+            "Fill the local page cache with every page in the background after mounting: "
+            "a full local copy, so reads stop waiting on the server (the file grows to the "
+            "database's size)."
+        ),
+    )
     takeover: bool = field(
         default=False,
         metadata=_option(

@@ -544,6 +544,7 @@ class DatabaseFile:
     def status(self) -> dict[str, Any]:
         last = self.stats.last_commit
         lease = self.database.lease_status()
+        warmth = self.database.warmth()
         return {
             "mode": self.mode,
             "file_size": self.size,
@@ -560,6 +561,9 @@ class DatabaseFile:
             "journal_bytes": len(self.journal.data) if self.journal is not None else None,
             "buffered_in_memory": self.memory_bytes(),
             "pages_rendered": self.database.pages_rendered,
+            "local_cache": None
+            if warmth is None
+            else {"pages": warmth.cached, "of": warmth.total, "complete": warmth.complete},
             "lease": {
                 "held": lease.held,
                 "epoch": lease.epoch,

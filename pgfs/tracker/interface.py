@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Protocol
 
+from pgfs.emulator.pagecache import Warmth
 from pgfs.store.changeset import CommitSource
 from pgfs.store.interface import CommitStats, Health, LeaseStatus
 from pgfs.tracker.buffers import SpillBuffer
@@ -46,6 +47,12 @@ class Backend(Protocol):
 
     @property
     def cache_hits(self) -> int: ...
+
+    def warm_step(self) -> Warmth | None:
+        """Fill the next pages of the local page cache (None: there is none)."""
+        ...
+
+    def warmth(self) -> Warmth | None: ...
 
 
 class Role(Enum):

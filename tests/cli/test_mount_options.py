@@ -29,6 +29,7 @@ EVERYTHING = MountOptions(
     backing_dir=Path("/srv/backing"),
     metrics_addr="127.0.0.1:9187",
     cache_dir=Path("/srv/cache"),
+    warm_cache=True,
     takeover=True,
     allow_other=True,
     read_only=True,

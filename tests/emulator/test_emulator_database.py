@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from pgfs.emulator.database import Database
+from pgfs.emulator.database import WARM_BATCH, Database
 from pgfs.emulator.importer import import_file
+from pgfs.emulator.pagecache import CacheStamp, DiskPages, PageCache, Warmth
 from pgfs.emulator.source import FilePageSource, OverlayPageSource
 from pgfs.sqlite.errors import CorruptPageError, NotADatabaseError
 from pgfs.sqlite.header import lock_byte_page
@@ -188,3 +189,20 @@ def test_sequential_reads_render_ahead(store, tmp_path: Path) -> None:
     database.read(200)
     database.read(50)
     assert database.renderer.pages_rendered - before == 2
+
+
+def test_warm_steps_fill_the_local_cache_with_every_page(store, tmp_path: Path) -> None:
+    source = build_all_types(tmp_path / "src.db", page_size=1024, big_rows=2)
+    import_file(store, source, progress=False)
+    state = store.load_state()
+    stamp = CacheStamp(state.store_id, state.commit_seq, state.page_size)
+    database = Database(store, state, PageCache(disk=DiskPages.open(tmp_path / "cache", stamp)))
+    assert Database(store, state).warm_step() is None  # no cache file: nothing to fill
+    steps = []
+    while not (warmth := database.warm_step()).complete:
+        steps.append(warmth.cached)
+    assert warmth == Warmth(database.page_count, database.page_count)
+    assert steps == sorted(steps) and len(steps) >= database.page_count // WARM_BATCH - 1
+    rendered = database.pages_rendered
+    assert _read_all(database) == _read_all(Database(store, state))
+    assert database.pages_rendered == rendered  # every read from the cache

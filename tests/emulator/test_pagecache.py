@@ -69,3 +69,20 @@ def test_without_a_disk_the_least_recently_used_pages_go(tmp_path: Path) -> None
     assert cache.get(1) == _page(1)  # now the most recent
     cache.put(4, _page(4))
     assert [p for p in (1, 2, 3, 4) if p in cache] == [1, 3, 4]
+
+
+def test_first_missing_and_count_follow_the_slots_held(tmp_path: Path) -> None:
+    disk = DiskPages.open(tmp_path, STAMP)
+    assert (disk.first_missing(1, 0), disk.count(0)) == (None, 0)
+    assert disk.first_missing(1, 30) == 1
+    for pgno in [*range(1, 18), 20]:
+        disk.put(pgno, _page(pgno))
+    assert disk.count(30) == 18
+    assert disk.count(16) == 16  # only pages 1..16 counted
+    assert disk.first_missing(1, 30) == 18
+    assert disk.first_missing(19, 30) == 19
+    assert disk.first_missing(20, 30) == 21
+    assert disk.first_missing(20, 20) is None
+    disk.discard(3)
+    assert (disk.first_missing(1, 30), disk.count(30)) == (3, 17)
+    disk.close(None)

@@ -3,6 +3,7 @@ dropped when the store moved on without it, and never served stale."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -68,3 +69,44 @@ def test_a_mount_that_did_not_stop_cleanly_leaves_no_trusted_cache(
     mount.start()
     assert KEPT not in mount.log()
     assert _values(mount) == [("x" * 300, 2000)]
+
+
+def _wait_until_warm(mount: Mount, timeout: float = 60.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        local = mount.db_status()["local_cache"]
+        if local is not None and local["complete"]:
+            return local
+        time.sleep(0.1)
+    raise AssertionError(f"the local cache did not fill: {mount.db_status()['local_cache']}")
+
+
+def test_warm_cache_makes_the_cache_file_a_full_copy_that_commits_keep_current(
+    mount_factory: Callable[..., Mount], pg_dsn: str, tmp_path: Path
+) -> None:
+    filler = mount_factory(pg_dsn, extra=["--cache-dir", str(tmp_path / "filler")])
+    _fill(filler)
+    filler.stop()
+
+    cache = tmp_path / "cache"
+    mount = mount_factory(pg_dsn, extra=["--cache-dir", str(cache), "--warm-cache"])
+    local = _wait_until_warm(mount)
+    assert local["pages"] == local["of"] == mount.db_status()["page_count"] > 128
+    assert "local page cache complete" in mount.log()
+    rendered = mount.db_status()["pages_rendered"]
+    assert _values(mount) == [("x" * 300, 2000)]
+    with Client(mount.db) as client:
+        client.execute("UPDATE t SET v = 'changed' WHERE id % 3 = 0")
+        client.execute("DELETE FROM t WHERE id > 1900")
+    # Every read came from the local copy, the commit's pages included.
+    assert _values(mount) == [("changed", 633), ("x" * 300, 1267)]
+    assert mount.db_status()["pages_rendered"] == rendered
+    with psycopg.connect(pg_dsn) as conn:
+        rows = conn.execute("SELECT v, count(*) FROM jellyfin.t GROUP BY v ORDER BY v").fetchall()
+    assert rows == [("changed", 633), ("x" * 300, 1267)]
+
+    mount.restart()
+    assert mount.log().count(KEPT) == 1
+    assert "already holds all" in mount.log()
+    assert _values(mount) == [("changed", 633), ("x" * 300, 1267)]
+    assert mount.db_status()["pages_rendered"] == 0

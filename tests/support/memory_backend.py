@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from pgfs.emulator.pagecache import Warmth
 from pgfs.sqlite.header import DatabaseHeader
 from pgfs.store.changeset import CommitSource
 from pgfs.store.interface import CommitStats, Health, LeaseStatus
@@ -66,3 +67,9 @@ class MemoryBackend:
 
     def health(self) -> Health:
         return Health(ok=True, detail="memory", seconds=0.0)
+
+    def warm_step(self) -> Warmth | None:
+        return None  # no local page cache
+
+    def warmth(self) -> Warmth | None:
+        return None
