@@ -621,6 +621,7 @@ def test_mount_options_reach_the_command_line() -> None:
             "pgfs.mount.uid=1000",
             "pgfs.mount.gid=1001",
             "pgfs.mount.readOnly=true",
+            "pgfs.mount.warmCache=false",
             "pgfs.logJson=false",
             "pgfs.metrics.bindAddress=::",
             "importExisting.replace=true",
@@ -630,6 +631,7 @@ def test_mount_options_reach_the_command_line() -> None:
     assert argv[argv.index("--uid") + 1] == "1000"
     assert argv[argv.index("--gid") + 1] == "1001"
     assert "--read-only" in argv and "--log-json" not in argv
+    assert "--warm-cache" not in argv and "--warm-cache" in sidecar_command(render_chart([])).argv
     assert argv[argv.index("--metrics-addr") + 1] == "[::]:9180"
     imp = import_command(manifests).argv
     assert imp[imp.index("--owner") + 1] == "1000:1001"
