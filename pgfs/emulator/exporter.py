@@ -23,6 +23,7 @@ from pathlib import Path
 from pgfs.emulator.database import Database
 from pgfs.emulator.importer import TransferError, describe_damage, progress_bar
 from pgfs.emulator.pagecache import PageCache
+from pgfs.emulator.producer import Producer
 from pgfs.sqlite.errors import FormatError
 from pgfs.sqlite.header import TextEncoding, lock_byte_page
 from pgfs.sqlite.record import InvalidText, decode_record
@@ -76,19 +77,17 @@ def export_file(
     started = time.perf_counter()
     database = Database(store, state, PageCache(memory_bytes=EXPORT_BATCH_BYTES))
     page_size, page_count = state.page_size, state.page_count
-    lock = lock_byte_page(page_size)
-    batch = max(1, EXPORT_BATCH_BYTES // page_size)
     temp = out.with_name(f".{out.name}.pgfs-{os.getpid()}.tmp")
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         os.ftruncate(fd, page_size * page_count)
-        with progress_bar("export", page_size * page_count, progress) as bar:
-            for start in range(1, page_count + 1, batch):
-                stop = min(start + batch, page_count + 1)
-                pgnos = [p for p in range(start, stop) if p != lock]
-                _write_pages(fd, database.read_many(pgnos), page_size)
-                database.forget()
-                bar.update(page_size * (stop - start))
+        with (
+            progress_bar("export", page_size * page_count, progress) as bar,
+            Producer(_rendered_batches(database), name="pgfs-export-render") as batches,
+        ):
+            for images, covered in batches:
+                _write_pages(fd, images, page_size)
+                bar.update(page_size * covered)
         os.fsync(fd)
     except BaseException:
         os.close(fd)
@@ -101,6 +100,21 @@ def export_file(
     report = ExportReport(str(out), page_count, page_size, time.perf_counter() - started)
     log.info("exported %d pages to %s in %.1f s", page_count, out, report.seconds)
     return report
+
+
+def _rendered_batches(database: Database) -> Iterator[tuple[dict[int, bytes], int]]:
+    """The database's page images, batch by batch (the lock-byte page left out), each
+    with how many page numbers it covers. The database forgets each batch once it is
+    rendered; run in a `Producer`, the next batch is fetched and rendered while this
+    one is written."""
+    page_size, page_count = database.page_size, database.page_count
+    lock = lock_byte_page(page_size)
+    batch = max(1, EXPORT_BATCH_BYTES // page_size)
+    for start in range(1, page_count + 1, batch):
+        stop = min(start + batch, page_count + 1)
+        images = database.read_many([p for p in range(start, stop) if p != lock])
+        database.forget()
+        yield images, stop - start
 
 
 def _write_pages(fd: int, images: dict[int, bytes], page_size: int) -> None:

@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from pgfs.emulator.diff import SchemaObject, schema_objects
 from pgfs.emulator.parts import ChangesetParts, add_mirror_rows, add_table_page
+from pgfs.emulator.producer import Producer
 from pgfs.emulator.source import FilePageSource
 from pgfs.emulator.walk import (
     SCHEMA_OWNER,
@@ -311,6 +312,7 @@ class _Importer:
             claim=self.claim,
             read_chain=self._read_raw,
             batch=1,
+            with_payloads=mirror,
         )
 
     def _read_raw(self, pgno: int) -> bytes:
@@ -495,7 +497,8 @@ def _import(
                     src.page_size,
                     len(importer.objects),
                 )
-                stats = store.write(importer.parts(), source=CommitSource.IMPORT, clear=replace)
+                with Producer(importer.parts(), name="pgfs-import-walk") as parts:
+                    stats = store.write(parts, source=CommitSource.IMPORT, clear=replace)
         finally:
             store.release_lease()
     report = importer.report

@@ -245,6 +245,22 @@ def test_error_in_a_streamed_import_stores_nothing(store: Store, sample: SqliteF
     assert store.load_state().tables == {}
 
 
+def test_parts_that_write_a_page_again(store: Store, server: ServerView):
+    """The last record of a page wins across the parts of one write too: the pages an
+    empty store has not seen go straight in, a page written again replaces the first."""
+    first = [PageRecord(p, PageKind.FREE, None, data=b"a" * 16) for p in range(1, 401)]
+    second = [PageRecord(p, PageKind.FREE, None, data=b"b" * 16) for p in range(301, 701)]
+    parts = [
+        Changeset(CommitSource.IMPORT, HDR, 700, pages=first),
+        Changeset(CommitSource.IMPORT, HDR, 700, pages=second),
+    ]
+    store.write(parts, source=CommitSource.IMPORT)
+    rows = server.select("pages", ["pgno", "data"], schema="pgfs")
+    assert [pgno for pgno, _ in rows] == list(range(1, 701))
+    assert {bytes(data) for pgno, data in rows if pgno <= 300} == {b"a" * 16}
+    assert {bytes(data) for pgno, data in rows if pgno > 300} == {b"b" * 16}
+
+
 def test_a_failing_part_rolls_back_the_parts_before_it(store: Store):
     parts = [
         table_change("a", "CREATE TABLE a (x)", {1: record(1)}),

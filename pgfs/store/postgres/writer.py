@@ -128,6 +128,9 @@ class Writer(WriterFrame):
         self.out = out
         self._refilled: set[str] = set()
         self._bulk_loaded: dict[tuple[str, str], int] = {}
+        self._pages_written = bytearray()
+        """1 at the page numbers this write has written (see `_pages_are_new`)."""
+        self._pages_started_empty: bool | None = None
 
     # -------------------------------------------------------------- the frame
 
@@ -199,6 +202,8 @@ class Writer(WriterFrame):
         self._refilled.clear()
         for table in ("pages", "overflow_chain", "sqlite_schema"):
             self.out.execute(sql.SQL("TRUNCATE {}").format(self.catalog.meta(table)))
+        self._pages_written = bytearray()
+        self._pages_started_empty = True
         self.out.execute(
             sql.SQL(
                 "DELETE FROM {} WHERE key NOT IN ('format', 'lease_epoch', 'lease_holder',"
@@ -503,21 +508,13 @@ class Writer(WriterFrame):
             )
             self.out.executemany(statement, rows)
             return
-        self._count_bulk(self.catalog.meta_schema, table, len(rows))
         stage = sql.Identifier(self._temp_name("stage"))
         self.out.execute(
             sql.SQL("CREATE TEMPORARY TABLE {} AS SELECT {} FROM {} WITH NO DATA").format(
                 stage, ddl.identifiers(columns), target
             )
         )
-        with self.conn.cursor() as cur:
-            copy_statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
-                stage, ddl.identifiers(columns)
-            )
-            with cur.copy(copy_statement) as copy:
-                copy.set_types(types)
-                for row in rows:
-                    copy.write_row(row)
+        self._copy_meta_rows(table, stage, columns, types, rows)
         self.out.execute(
             sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} {}").format(
                 target, ddl.identifiers(columns), ddl.identifiers(columns), stage, conflict
@@ -544,9 +541,53 @@ class Writer(WriterFrame):
             rows,
         )
 
+    def _copy_meta_rows(
+        self,
+        table: str,
+        target: sql.Composable,
+        columns: list[str],
+        types: list[str],
+        rows: list[tuple[Any, ...]],
+    ) -> None:
+        """Binary COPY of rows of the meta `table` into `target` (it or its stage)."""
+        self._count_bulk(self.catalog.meta_schema, table, len(rows))
+        statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
+            target, ddl.identifiers(columns)
+        )
+        with self.conn.cursor() as cur, cur.copy(statement) as copy:
+            copy.set_types(types)
+            for row in rows:
+                copy.write_row(row)
+
+    def _pages_are_new(self, pgnos: list[int]) -> bool:
+        """Whether none of `pgnos` can already be in the pages table: it was empty
+        when this write first looked (or `clear` emptied it) and no earlier part of
+        this write wrote any of them. Then the rows go straight in by COPY, without
+        the staging table and the upsert (an import writes each page once). Every
+        page number written is remembered, whichever way it went."""
+        written = self._pages_written
+        top = max(pgnos, default=0)
+        if top >= len(written):
+            written.extend(bytes(top + 1 - len(written)))
+        new = not any(written[pgno] for pgno in pgnos)
+        for pgno in pgnos:
+            written[pgno] = 1
+        if not new or len(pgnos) <= SMALL_BATCH or not self.out.bulk:
+            return False
+        if self._pages_started_empty is None:
+            query = sql.SQL("SELECT NOT EXISTS (SELECT 1 FROM {})").format(
+                self.catalog.meta("pages")
+            )
+            self._pages_started_empty = bool(self.out.scalar(query))
+        return self._pages_started_empty
+
     def _apply_pages(self, pages: list[PageRecord], removed_from: int | None) -> int:
         rows = page_rows(pages)
-        self._upsert_meta_table("pages", PAGE_COLUMNS, ["pgno"], PAGE_TYPES, rows)
+        if self._pages_are_new([row[0] for row in rows]):
+            target = self.catalog.meta("pages")
+            self._copy_meta_rows("pages", target, PAGE_COLUMNS, PAGE_TYPES, rows)
+        else:
+            self._upsert_meta_table("pages", PAGE_COLUMNS, ["pgno"], PAGE_TYPES, rows)
         if removed_from is not None:
             self.out.execute(
                 sql.SQL("DELETE FROM {} WHERE pgno >= %s").format(self.catalog.meta("pages")),
