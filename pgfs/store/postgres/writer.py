@@ -563,8 +563,18 @@ class Writer(WriterFrame):
         """Whether none of `pgnos` can already be in the pages table: it was empty
         when this write first looked (or `clear` emptied it) and no earlier part of
         this write wrote any of them. Then the rows go straight in by COPY, without
-        the staging table and the upsert (an import writes each page once). Every
-        page number written is remembered, whichever way it went."""
+        the staging table and the upsert (an import writes each page once). In such a
+        write every page number written is remembered, whichever way it went; other
+        writes remember nothing (a small commit's cost must not grow with the file)."""
+        if not self.out.bulk:  # a pipelined write is small: it never copies
+            return False
+        if self._pages_started_empty is None:
+            query = sql.SQL("SELECT NOT EXISTS (SELECT 1 FROM {})").format(
+                self.catalog.meta("pages")
+            )
+            self._pages_started_empty = bool(self.out.scalar(query))
+        if not self._pages_started_empty:
+            return False
         written = self._pages_written
         top = max(pgnos, default=0)
         if top >= len(written):
@@ -572,14 +582,7 @@ class Writer(WriterFrame):
         new = not any(written[pgno] for pgno in pgnos)
         for pgno in pgnos:
             written[pgno] = 1
-        if not new or len(pgnos) <= SMALL_BATCH or not self.out.bulk:
-            return False
-        if self._pages_started_empty is None:
-            query = sql.SQL("SELECT NOT EXISTS (SELECT 1 FROM {})").format(
-                self.catalog.meta("pages")
-            )
-            self._pages_started_empty = bool(self.out.scalar(query))
-        return self._pages_started_empty
+        return new and len(pgnos) > SMALL_BATCH
 
     def _apply_pages(self, pages: list[PageRecord], removed_from: int | None) -> int:
         rows = page_rows(pages)
