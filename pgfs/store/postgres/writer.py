@@ -483,8 +483,11 @@ class Writer(WriterFrame):
         types: list[str],
         rows: list[tuple[Any, ...]],
     ) -> None:
-        """INSERT ... ON CONFLICT DO UPDATE into a meta table: executemany for a few
-        rows, binary COPY into a staging table for many."""
+        """INSERT ... ON CONFLICT DO UPDATE into a meta table: for a few rows one
+        statement over arrays (`unnest`, one per column, sent binary: a commit's page
+        records cost the server one statement, not one each), or executemany where a
+        column is itself an array; binary COPY into a staging table for many. `rows`
+        hold each key once (ON CONFLICT may not touch a row twice in one statement)."""
         if not rows:
             return
         target = self.catalog.meta(table)
@@ -496,6 +499,23 @@ class Writer(WriterFrame):
         conflict = sql.SQL("ON CONFLICT ({}) DO UPDATE SET {}").format(
             ddl.identifiers(key), updates
         )
+        if (len(rows) <= SMALL_BATCH or not self.out.bulk) and not any(
+            t.endswith("[]") for t in types
+        ):
+            statement = self._sql(
+                ("meta upsert arrays", table),
+                lambda: sql.SQL("INSERT INTO {} ({}) SELECT * FROM unnest({}) {}").format(
+                    target,
+                    ddl.identifiers(columns),
+                    sql.SQL(", ").join(
+                        sql.SQL("{}::{}[]").format(sql.Placeholder(format="b"), sql.SQL(t))
+                        for t in types
+                    ),
+                    conflict,
+                ),
+            )
+            self.out.execute(statement, [list(column) for column in zip(*rows, strict=True)])
+            return
         if len(rows) <= SMALL_BATCH or not self.out.bulk:
             statement = self._sql(
                 ("meta upsert", table),
