@@ -91,20 +91,28 @@ def leaf_rows_of(
 
 
 def _leaf_rows_query(catalog: Catalog, layout: TableLayout) -> sql.Composed:
-    rowid = sql.Identifier("t", layout.rowid_column or "")
+    """One index range scan per requested range: the ranges drive a nested loop.
+
+    `OFFSET 0` keeps the per-range subquery from being flattened into a join
+    with a filter. Flattened, the generic plan psycopg's prepared statement
+    gets after five runs scanned the whole table and tested every row against
+    every range: 12 ms for one leaf of a 100 MB library's BaseItems and 130 ms
+    for 256 scattered leaves, where the range scans take 0.3 and 4 ms.
+    """
+    rowid = sql.Identifier("s", layout.rowid_column or "")
     return sql.SQL(
-        "SELECT {}, t.{}, c.pages[1] FROM {} AS t"
-        " JOIN unnest(%(lo)s::bigint[], %(hi)s::bigint[]) AS r(lo, hi) ON {} BETWEEN r.lo AND r.hi"
-        " LEFT JOIN {} AS c ON c.owner = %(owner)s AND c.rowid = {}"
-        " ORDER BY {}"
+        "SELECT t.rowid, t.record, c.pages[1]"
+        " FROM unnest(%(lo)s::bigint[], %(hi)s::bigint[]) AS r(lo, hi)"
+        " CROSS JOIN LATERAL (SELECT {} AS rowid, s.{} AS record FROM {} AS s"
+        " WHERE {} BETWEEN r.lo AND r.hi OFFSET 0) AS t"
+        " LEFT JOIN {} AS c ON c.owner = %(owner)s AND c.rowid = t.rowid"
+        " ORDER BY t.rowid"
     ).format(
         rowid,
         sql.Identifier(HIDDEN_RECORD),
         catalog.data(layout.name),
         rowid,
         catalog.meta("overflow_chain"),
-        rowid,
-        rowid,
     )
 
 
