@@ -415,6 +415,20 @@ class _Assigner:
         strong = RoleMap(fixed)
         self.propagate(fixed, strong, strong, strict=True)
         provisional = self.provisional(strong)
+        # A VACUUM's pages are all reached from roots: with nothing provisional the
+        # strong roles are all the roles, and are not copied.
+        roles = self.weak(strong, provisional) if provisional else strong
+        # Every page with a role is a changed page or one of `extra` (whose roles are
+        # the strong ones already there): the final roles are `roles`, completed.
+        for pgno in self.changed:
+            if pgno not in roles:
+                roles[pgno] = UNKNOWN
+        roles.update(self.extra)
+        return Roles(roles, frozenset(self.freed))
+
+    def weak(self, strong: RoleMap, provisional: RoleMap) -> RoleMap:
+        """All roles after weak claims: passed down from the provisional pages no
+        other provisional page points to, then from those only on loops."""
         targets = PageSet(
             child
             for pgno, role in provisional.items()
@@ -424,20 +438,13 @@ class _Assigner:
         roles.update(strong)
         tops = array("I", (p for p in sorted(provisional) if p not in targets))
         rest = array("I", (p for p in sorted(provisional) if p in targets))
-        del provisional, targets
         done = PageSet()
         weak = RoleMap()
         self.propagate(tops, roles, weak, strict=False, done=done, protected=strong)
         for pgno in rest:  # pages only on loops of weak claims
             if pgno not in done:
                 self.propagate((pgno,), roles, weak, strict=False, done=done, protected=strong)
-        # Every page with a role is a changed page or one of `extra` (whose roles are
-        # the strong ones already there): the final roles are `roles`, completed.
-        for pgno in self.changed:
-            if pgno not in roles:
-                roles[pgno] = UNKNOWN
-        roles.update(self.extra)
-        return Roles(roles, frozenset(self.freed))
+        return roles
 
 
 def assign_roles(
