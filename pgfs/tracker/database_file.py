@@ -458,7 +458,7 @@ class DatabaseFile:
         started = time.monotonic()
         try:
             for start in range(0, len(need), PREIMAGE_CHUNK):
-                chunk = need[start : start + PREIMAGE_CHUNK]
+                chunk = list(need[start : start + PREIMAGE_CHUNK])
                 images = await trio.to_thread.run_sync(self._base_pages_sync, chunk, page_size)
                 self.wal_tracker.keep_preimages(images, page_size)
             stats = await trio.to_thread.run_sync(self._wal_commit_sync, transaction)

@@ -24,6 +24,7 @@ from pgfs.emulator.diff import (
     identify,
     schema_objects,
 )
+from pgfs.emulator.diff.roles import RoleMap
 from pgfs.emulator.source import OverlayPageSource
 from pgfs.sqlite.header import DatabaseHeader
 from pgfs.store.changeset import Changeset, CommitSource, PageKind, PageRecord
@@ -235,3 +236,29 @@ def test_build_changeset_carries_rows_pages_and_header(before: Path, tmp_path: P
     written = {r.pgno for p in parts for r in p.pages}
     assert set(changed) <= written | set(roles.freed)
     assert parts[0].schema_entries is None  # the schema did not change
+
+
+def test_compact_role_maps_give_the_same_roles_and_records(
+    before: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A VACUUM switches the diff's role maps to arrays (RoleMap.COMPACT_AFTER): the
+    roles and page records must not depend on it. Here the switch comes after a few
+    pages, on a commit that grows overflow chains and frees pages."""
+    statements = (
+        "UPDATE items SET body = zeroblob(1500) WHERE id % 3 = 0",
+        "DELETE FROM items WHERE id % 7 = 0",
+    )
+
+    def outcome(folder: Path):
+        folder.mkdir()
+        _, _, identity, roles, rows, new = steps(before, folder, *statements)
+        parts = build_changeset(identity, roles, rows, new, CommitSource.JOURNAL)
+        return roles, [record for part in parts for record in part.pages]
+
+    roles, records = outcome(tmp_path / "dicts")
+    assert not roles.of.compact
+    monkeypatch.setattr(RoleMap, "COMPACT_AFTER", 4)
+    compact_roles, compact_records = outcome(tmp_path / "arrays")
+    assert compact_roles.of.compact
+    assert dict(compact_roles.of) == dict(roles.of) and compact_roles.freed == roles.freed
+    assert sorted(compact_records, key=lambda r: r.pgno) == sorted(records, key=lambda r: r.pgno)

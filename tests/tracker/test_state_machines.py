@@ -165,14 +165,14 @@ def test_preimages_are_kept_for_changed_and_cut_off_pages() -> None:
     assert transaction is not None
     # The file holds 5 pages; the transaction changes page 2 and cuts 4 and 5 off.
     missing = tracker.missing_preimages(transaction, old_page_count=5, file_pages=5, page_size=PAGE)
-    assert missing == [2, 4, 5]
+    assert list(missing) == [2, 4, 5]
     tracker.keep_preimages({2: page(102), 4: page(104)}, PAGE)
-    assert tracker.missing_preimages(transaction, 5, 5, PAGE) == [5]
+    assert list(tracker.missing_preimages(transaction, 5, 5, PAGE)) == [5]
     # A checkpoint write that came first wins over a later pre-image.
     tracker.keep_preimages({2: page(200), 5: page(105)}, PAGE)
     assert tracker.preimages is not None and tracker.preimages.get(1) == page(102)
     # Pages the file does not hold have no pre-image to keep.
-    assert tracker.missing_preimages(transaction, 5, file_pages=3, page_size=PAGE) == []
+    assert not tracker.missing_preimages(transaction, 5, file_pages=3, page_size=PAGE)
 
 
 def test_a_new_wal_generation_drops_the_preimages() -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from itertools import chain
 
 from pgfs.emulator.diff.build import build_changeset, schema_change
 from pgfs.emulator.diff.objects import Identity, SchemaObject, identify, schema_objects
@@ -70,7 +71,7 @@ def diff_commit(
         raise ValueError("the first commit to an empty store must write page 1")
     new = OverlayPageSource(old, changed, page_count)
     truncated = range(page_count + 1, (state.page_count if state.header else 0) + 1)
-    old_records = old.records([*changed, *truncated]) if state.header else {}
+    old_records = old.records(chain(changed, truncated)) if state.header else {}
     identity = identify(state, new, changed, old_records, lambda: old.read(1), page_count)
     _check_complete(identity, state, changed)
     pages = ChangedPages(changed, identity.usable_size)

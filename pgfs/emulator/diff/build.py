@@ -10,11 +10,14 @@ holds the database in memory. The store applies all parts in one transaction.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
+from itertools import islice
 
 from pgfs.emulator.diff.objects import Identity, definition_changed
 from pgfs.emulator.diff.roles import Role, Roles
 from pgfs.emulator.diff.rows import RowChanges
+from pgfs.emulator.pageset import PageSet
 from pgfs.emulator.parts import ChangesetParts, add_mirror_rows, add_table_page
 from pgfs.emulator.source import PageSource
 from pgfs.emulator.walk import walk_index_tree, walk_table
@@ -123,19 +126,25 @@ def _role_records(
     parts: ChangesetParts, identity: Identity, roles: Roles, rows: RowChanges, new: PageSource
 ) -> Iterator[Changeset]:
     """Records of every page with a role, except those of trees walked whole; images
-    are read in batches, only for pages stored raw."""
-    final = {**roles.of, **rows.overflow_roles}
-    pgnos = sorted(
-        p
-        for p, role in final.items()
-        if p <= identity.page_count and role.owner not in identity.full_walk
+    are read in batches, only for pages stored raw. A row's overflow roles override
+    step 2's; the two maps are read, not merged (a VACUUM gives every page a role)."""
+
+    def final(pgno: int) -> Role:
+        role = rows.overflow_roles.get(pgno)
+        return role if role is not None else roles.of[pgno]
+
+    pages = iter(
+        PageSet(
+            p
+            for p in itertools.chain(roles.of, rows.overflow_roles)
+            if p <= identity.page_count and final(p).owner not in identity.full_walk
+        )
     )
-    for start in range(0, len(pgnos), 512):
-        batch = pgnos[start : start + 512]
-        raw = [p for p in batch if _stored_raw(p, final[p], identity, rows)]
+    while batch := list(islice(pages, 512)):
+        raw = [p for p in batch if _stored_raw(p, final(p), identity, rows)]
         images = new.read_many(raw) if raw else {}
         for pgno in batch:
-            parts.add_page(page_record(pgno, final[pgno], identity, rows, images.get(pgno, b"")))
+            parts.add_page(page_record(pgno, final(pgno), identity, rows, images.get(pgno, b"")))
             if parts.full():
                 yield parts.take()
 

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import logging
 import struct
-from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from array import array
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 
 from pgfs.emulator.diff.objects import Identity
+from pgfs.emulator.pageset import PageSet
 from pgfs.emulator.source import PageSource
 from pgfs.emulator.walk import SCHEMA_OWNER, btree_kind
 from pgfs.sqlite.btree import BTreeScan, scan_btree_page
@@ -52,6 +54,117 @@ class Role:
 
 FREE_LEAF = Role(PageKind.FREE, None, keep=False)
 UNKNOWN = Role(PageKind.FREE, None, keep=True)
+
+_HAS_ROWID = 1
+_HAS_SEQ = 2
+
+
+class RoleMap(MutableMapping[int, Role]):
+    """pgno -> Role: a dict while small, arrays indexed by page number past
+    `COMPACT_AFTER` entries.
+
+    A VACUUM gives every page a role, and the diff holds several maps of them at
+    once (strong claims, all claims, the final roles); as dicts they cost about
+    100 bytes a page plus a `Role` per overflow page, tens of MB at 1 GB. In array
+    mode an entry is 16 bytes: a code for (kind, owner, keep, which of rowid/seq it
+    has) and the rowid and seq. A commit of a few pages never allocates per
+    database page. Array mode iterates by page number.
+    """
+
+    COMPACT_AFTER = 4096
+
+    def __init__(self, roles: Mapping[int, Role] | None = None) -> None:
+        self._small: dict[int, Role] | None = {}
+        self._code = array("i")  # 0: no entry, else 1 + index in _templates
+        self._rowid = array("q")
+        self._seq = array("i")
+        self._templates: list[tuple[Role, int]] = []
+        self._template_codes: dict[tuple[PageKind, str | None, bool, int], int] = {}
+        self._count = 0
+        self._top = -1  # the largest key (dict mode): arrays only when keys are dense
+        if roles:
+            self.update(roles)
+
+    @property
+    def compact(self) -> bool:
+        return self._small is None
+
+    def __getitem__(self, pgno: int) -> Role:
+        if self._small is not None:
+            return self._small[pgno]
+        code = self._code[pgno] if 0 <= pgno < len(self._code) else 0
+        if not code:
+            raise KeyError(pgno)
+        template, has = self._templates[code - 1]
+        if not has:
+            return template
+        rowid = self._rowid[pgno] if has & _HAS_ROWID else None
+        seq = self._seq[pgno] if has & _HAS_SEQ else None
+        return Role(template.kind, template.owner, rowid, seq, template.keep)
+
+    def __setitem__(self, pgno: int, role: Role) -> None:
+        small = self._small
+        if small is not None:
+            small[pgno] = role
+            self._top = max(self._top, pgno)
+            if len(small) > self.COMPACT_AFTER and self._top < 4 * len(small):
+                self._to_arrays(small)
+            return
+        if pgno < 0:
+            raise KeyError(pgno)
+        self._grow(pgno + 1)
+        if not self._code[pgno]:
+            self._count += 1
+        has = (_HAS_ROWID if role.rowid is not None else 0) | (
+            _HAS_SEQ if role.seq is not None else 0
+        )
+        self._code[pgno] = self._template_code(role, has)
+        self._rowid[pgno] = role.rowid or 0
+        self._seq[pgno] = role.seq or 0
+
+    def __delitem__(self, pgno: int) -> None:
+        if self._small is not None:
+            del self._small[pgno]
+            return
+        if not (0 <= pgno < len(self._code) and self._code[pgno]):
+            raise KeyError(pgno)
+        self._code[pgno] = 0
+        self._count -= 1
+
+    def __contains__(self, pgno: object) -> bool:
+        if self._small is not None:
+            return pgno in self._small
+        return isinstance(pgno, int) and 0 <= pgno < len(self._code) and bool(self._code[pgno])
+
+    def __iter__(self) -> Iterator[int]:
+        if self._small is not None:
+            return iter(self._small)
+        return (pgno for pgno, code in enumerate(self._code) if code)
+
+    def __len__(self) -> int:
+        return len(self._small) if self._small is not None else self._count
+
+    def _to_arrays(self, small: dict[int, Role]) -> None:
+        self._small = None
+        self._grow(self._top + 1)
+        for pgno, role in small.items():
+            self[pgno] = role
+
+    def _grow(self, size: int) -> None:
+        more = size - len(self._code)
+        if more > 0:
+            self._code.extend(array("i", bytes(4 * more)))
+            self._rowid.extend(array("q", bytes(8 * more)))
+            self._seq.extend(array("i", bytes(4 * more)))
+
+    def _template_code(self, role: Role, has: int) -> int:
+        key = (role.kind, role.owner, role.keep, has)
+        code = self._template_codes.get(key)
+        if code is None:
+            template = Role(role.kind, role.owner, keep=role.keep)
+            self._templates.append((template, has))
+            code = self._template_codes[key] = len(self._templates)
+        return code
 
 
 @dataclass(frozen=True)
@@ -170,20 +283,27 @@ class _Assigner:
 
     def propagate(
         self,
-        queue: deque[int],
-        roles: dict[int, Role],
-        claimed: dict[int, Role],
+        starts: Iterable[int],
+        roles: MutableMapping[int, Role],
+        claimed: MutableMapping[int, Role],
         *,
         strict: bool,
-        done: set[int] | None = None,
+        done: PageSet | None = None,
         protected: Mapping[int, Role] | None = None,
     ) -> None:
-        """Pass roles down from the pages in `queue` to the changed pages they point
-        to (breadth first); a page already in `claimed` or `protected` keeps its role."""
-        done = set() if done is None else done
+        """Pass roles down from the pages in `starts` to the changed pages they point
+        to (breadth first); a page already in `claimed` or `protected` keeps its role.
+
+        The queue is an array read from a moving head: in a VACUUM a whole level of
+        the b-trees waits in it, and a deque would hold an int object per page.
+        """
+        done = PageSet() if done is None else done
         protected = protected if protected is not None else {}
-        while queue:
-            pgno = queue.popleft()
+        queue = array("I", starts)
+        head = 0
+        while head < len(queue):
+            pgno = queue[head]
+            head += 1
             if pgno in done:
                 continue
             done.add(pgno)
@@ -268,9 +388,9 @@ class _Assigner:
                 if leaf not in changed:
                     self.extra[leaf] = FREE_LEAF
 
-    def provisional(self, fixed: Mapping[int, Role]) -> dict[int, Role]:
+    def provisional(self, fixed: Mapping[int, Role]) -> RoleMap:
         """Changed pages keep their old owner (renamed if it was), kind from the new image."""
-        out: dict[int, Role] = {}
+        out = RoleMap()
         old_to_new = self.identity.old_to_new
         full_walk = self.identity.full_walk
         old = self.records(p for p in self.changed if p not in fixed)
@@ -289,29 +409,42 @@ class _Assigner:
         return out
 
     def assign(self) -> Roles:
+        """Strong claims, then weak ones over the provisional roles; every map is a
+        `RoleMap` and every set a `PageSet`, so a VACUUM holds no object per page."""
         fixed = self.fixed()
-        strong = dict(fixed)
-        self.propagate(deque(fixed), strong, strong, strict=True)
+        strong = RoleMap(fixed)
+        self.propagate(fixed, strong, strong, strict=True)
         provisional = self.provisional(strong)
-        targets = {
+        # A VACUUM's pages are all reached from roots: with nothing provisional the
+        # strong roles are all the roles, and are not copied.
+        roles = self.weak(strong, provisional) if provisional else strong
+        # Every page with a role is a changed page or one of `extra` (whose roles are
+        # the strong ones already there): the final roles are `roles`, completed.
+        for pgno in self.changed:
+            if pgno not in roles:
+                roles[pgno] = UNKNOWN
+        roles.update(self.extra)
+        return Roles(roles, frozenset(self.freed))
+
+    def weak(self, strong: RoleMap, provisional: RoleMap) -> RoleMap:
+        """All roles after weak claims: passed down from the provisional pages no
+        other provisional page points to, then from those only on loops."""
+        targets = PageSet(
             child
             for pgno, role in provisional.items()
             for child, _ in self.claims(pgno, role, False)
-        }
-        weak: dict[int, Role] = {}
-        tops = [p for p in sorted(provisional) if p not in targets]
-        rest = [p for p in sorted(provisional) if p in targets]
-        roles = {**provisional, **strong}
-        done: set[int] = set()
-        self.propagate(deque(tops), roles, weak, strict=False, done=done, protected=strong)
+        )
+        roles = RoleMap(provisional)
+        roles.update(strong)
+        tops = array("I", (p for p in sorted(provisional) if p not in targets))
+        rest = array("I", (p for p in sorted(provisional) if p in targets))
+        done = PageSet()
+        weak = RoleMap()
+        self.propagate(tops, roles, weak, strict=False, done=done, protected=strong)
         for pgno in rest:  # pages only on loops of weak claims
             if pgno not in done:
-                self.propagate(
-                    deque([pgno]), roles, weak, strict=False, done=done, protected=strong
-                )
-        final = {pgno: roles.get(pgno, UNKNOWN) for pgno in self.changed}
-        final.update(self.extra)
-        return Roles(final, frozenset(self.freed))
+                self.propagate((pgno,), roles, weak, strict=False, done=done, protected=strong)
+        return roles
 
 
 def assign_roles(

@@ -16,11 +16,12 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from itertools import pairwise
+from itertools import chain, pairwise
 from typing import Protocol
 
 from pgfs.emulator.diff.objects import Identity
 from pgfs.emulator.diff.roles import ChangedPages, Role, Roles
+from pgfs.emulator.pageset import PageSet
 from pgfs.emulator.source import PageSource
 from pgfs.emulator.walk import SCHEMA_OWNER
 from pgfs.sqlite.btree import CellSpan, PageType, TableLeafCell, local_payload_size, scan_btree_page
@@ -122,9 +123,9 @@ class _RowDiff:
                 work[obj.name].new_leaves.append(pgno)
             elif role.kind == PageKind.OVERFLOW and role.rowid is not None:
                 work[obj.name].overflowed.add(role.rowid)
-        gone = set(self.changed) | self.roles.freed | set(identity.truncated)
+        gone = PageSet(chain(self.changed, self.roles.freed, identity.truncated))
         old_to_new = identity.old_to_new
-        for pgno, record in self.old.records(sorted(gone)).items():
+        for pgno, record in self.old.records(gone).items():
             if record is None or record.owner is None:
                 continue
             owner = old_to_new.get(record.owner)

@@ -1,0 +1,73 @@
+"""The diff's per-page structures stay compact at a VACUUM's size: `RoleMap` switches
+from a dict to arrays past `COMPACT_AFTER` dense entries and keeps every answer;
+`PageSet` is one bit a page. Structural checks (mode, bytes held), not timings."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+from pgfs.emulator.diff.roles import FREE_LEAF, UNKNOWN, Role, RoleMap
+from pgfs.emulator.pageset import PageSet
+from pgfs.store.changeset import PageKind
+
+LEAF = Role(PageKind.TABLE_LEAF, "BaseItems")
+
+
+def _role(pgno: int) -> Role:
+    """A mix of the roles a commit gives: interned ones and overflow pages with rowids."""
+    if pgno % 5 == 0:
+        return Role(PageKind.OVERFLOW, "BaseItems", pgno * 11, pgno % 3)
+    if pgno % 7 == 0:
+        return Role(PageKind.OVERFLOW, "Chapters", None, 0, keep=False)
+    if pgno % 11 == 0:
+        return FREE_LEAF
+    if pgno % 13 == 0:
+        return UNKNOWN
+    return LEAF
+
+
+def test_role_map_answers_the_same_before_and_after_it_turns_compact() -> None:
+    roles = RoleMap()
+    expected: dict[int, Role] = {}
+    for pgno in range(1, RoleMap.COMPACT_AFTER + 1):
+        roles[pgno] = expected[pgno] = _role(pgno)
+    assert not roles.compact
+    for pgno in range(RoleMap.COMPACT_AFTER + 1, 3 * RoleMap.COMPACT_AFTER):
+        roles[pgno] = expected[pgno] = _role(pgno)
+    assert roles.compact
+    assert dict(roles) == expected
+    assert list(roles) == sorted(expected)  # page order once compact
+    assert 0 not in roles and 10**9 not in roles and "x" not in roles
+    roles[10] = LEAF
+    del roles[20]
+    assert roles[10] == LEAF and 20 not in roles and len(roles) == len(expected) - 1
+
+
+def test_role_map_of_sparse_page_numbers_stays_a_dict() -> None:
+    roles = RoleMap({p * 1000: LEAF for p in range(1, RoleMap.COMPACT_AFTER + 10)})
+    assert not roles.compact and len(roles) == RoleMap.COMPACT_AFTER + 9
+
+
+def test_a_role_costs_about_sixteen_bytes_at_a_vacuums_size() -> None:
+    count = 100_000
+    roles = RoleMap()
+    tracemalloc.start()
+    try:
+        for pgno in range(1, count + 1):
+            roles[pgno] = _role(pgno)
+        held = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert roles.compact
+    assert held / count < 24, f"{held / count:.0f} bytes a page"
+
+
+def test_page_set_is_a_set_in_page_order_of_one_bit_a_page() -> None:
+    pages = PageSet([9, 3, 3, 250_000, 0])
+    assert list(pages) == [0, 3, 9, 250_000] and len(pages) == 4
+    assert 3 in pages and 4 not in pages and -1 not in pages and 10**12 not in pages
+    pages.discard(9)
+    pages.discard(10)
+    assert list(pages) == [0, 3, 250_000]
+    assert set(pages | {5}) == {0, 3, 5, 250_000}
+    assert pages.memory_bytes <= 250_000 // 8 + 1
