@@ -368,19 +368,18 @@ def measure(size_mb: float, cluster: EmbeddedCluster, work: Path) -> Report:
     lite = connect(native)
     browse.sqlite(lite)  # warm, as a running Jellyfin's file is
 
+    def browse_row(step: str, conn: sqlite3.Connection) -> Row:
+        """The browse query through `conn` first (it may be cold), then native and PG."""
+        mine = timed(lambda: browse.sqlite(conn))
+        return Row(
+            step, mine, timed(lambda: browse.sqlite(lite)), timed(lambda: browse.postgres(pg))
+        )
+
     mount = Mount(work, dsn)
     mount.start(empty_cache=True)
     conn = connect(mount.db)
-    cold = timed(lambda: browse.sqlite(conn))
+    report.add(browse_row("cold browse query, fresh mount, empty local cache", conn))
     conn.close()
-    report.add(
-        Row(
-            "cold browse query, fresh mount, empty local cache",
-            cold,
-            timed(lambda: browse.sqlite(lite)),
-            timed(lambda: browse.postgres(pg)),
-        )
-    )
     mount.stop()
     mount.start(empty_cache=True)
     conn = connect(mount.db)
@@ -451,14 +450,8 @@ def measure(size_mb: float, cluster: EmbeddedCluster, work: Path) -> Report:
     mount.stop()
     mount.start(empty_cache=True)
     conn = connect(mount.db)
-    report.add(
-        Row(
-            "cold browse query, fresh mount, empty local cache, after the optimize task",
-            timed(lambda: browse.sqlite(conn)),
-            timed(lambda: browse.sqlite(lite)),
-            timed(lambda: browse.postgres(pg)),
-        )
-    )
+    step = "cold browse query, fresh mount, empty local cache, after the optimize task"
+    report.add(browse_row(step, conn))
     conn.close()
     mount.stop()
     mount.start(empty_cache=True, warm=True)
@@ -471,14 +464,7 @@ def measure(size_mb: float, cluster: EmbeddedCluster, work: Path) -> Report:
         )
     )
     conn = connect(mount.db)
-    report.add(
-        Row(
-            "cold browse query after the warm-up (fresh mount)",
-            timed(lambda: browse.sqlite(conn)),
-            timed(lambda: browse.sqlite(lite)),
-            timed(lambda: browse.postgres(pg)),
-        )
-    )
+    report.add(browse_row("cold browse query after the warm-up (fresh mount)", conn))
     conn.close()
     lite.close()
     pg.close()
