@@ -99,6 +99,16 @@ class PipelinedStatements(DirectStatements):
         raise StoreError("internal error: a read inside a pipelined commit")
 
 
+def _on_conflict_update(columns: list[str], key: list[str]) -> sql.Composed:
+    """ON CONFLICT (key) DO UPDATE SET every other column to the incoming value."""
+    updates = sql.SQL(", ").join(
+        sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(c), sql.Identifier(c))
+        for c in columns
+        if c not in key
+    )
+    return sql.SQL("ON CONFLICT ({}) DO UPDATE SET {}").format(ddl.identifiers(key), updates)
+
+
 def is_small(part: Changeset) -> bool:
     """A part that goes out in one pipeline: no DDL, no wholesale replacement, few rows."""
     if part.schema_entries is not None or not part.schema.is_empty():
@@ -327,15 +337,7 @@ class Writer(WriterFrame):
         )
         if layout.rowid_column is None:
             return query
-        others = [n for n in names if n != layout.rowid_column]
-        return sql.SQL("{} ON CONFLICT ({}) DO UPDATE SET {}").format(
-            query,
-            sql.Identifier(layout.rowid_column),
-            sql.SQL(", ").join(
-                sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(n), sql.Identifier(n))
-                for n in others
-            ),
-        )
+        return sql.SQL("{} {}").format(query, _on_conflict_update(names, [layout.rowid_column]))
 
     def _copy_rows(
         self,
@@ -449,20 +451,13 @@ class Writer(WriterFrame):
             sql.SQL("CREATE TEMPORARY TABLE {} (LIKE {}) ON COMMIT DROP").format(stage, target)
         )
         self._copy_rows(stage, definition, items, len(items), encoding, fmt)
-        others = [n for n in names if n != layout.rowid_column]
         self.out.execute(
-            sql.SQL(
-                "INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT ({}) DO UPDATE SET {}"
-            ).format(
+            sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} {}").format(
                 target,
                 ddl.identifiers(names),
                 ddl.identifiers(names),
                 stage,
-                sql.Identifier(layout.rowid_column),
-                sql.SQL(", ").join(
-                    sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(n), sql.Identifier(n))
-                    for n in others
-                ),
+                _on_conflict_update(names, [layout.rowid_column]),
             )
         )
         self.out.execute(sql.SQL("DROP TABLE {}").format(stage))
@@ -487,21 +482,15 @@ class Writer(WriterFrame):
         statement over arrays (`unnest`, one per column, sent binary: a commit's page
         records cost the server one statement, not one each), or executemany where a
         column is itself an array; binary COPY into a staging table for many. `rows`
-        hold each key once (ON CONFLICT may not touch a row twice in one statement)."""
+        hold each key once (ON CONFLICT may not touch a row twice in one statement).
+        The statements of few rows are composed once (`_sql`): they are on every
+        commit's path."""
         if not rows:
             return
         target = self.catalog.meta(table)
-        updates = sql.SQL(", ").join(
-            sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(c), sql.Identifier(c))
-            for c in columns
-            if c not in key
-        )
-        conflict = sql.SQL("ON CONFLICT ({}) DO UPDATE SET {}").format(
-            ddl.identifiers(key), updates
-        )
-        if (len(rows) <= SMALL_BATCH or not self.out.bulk) and not any(
-            t.endswith("[]") for t in types
-        ):
+        if len(rows) > SMALL_BATCH and self.out.bulk:
+            self._copy_upsert_meta_rows(table, columns, key, types, rows)
+        elif not any(t.endswith("[]") for t in types):
             statement = self._sql(
                 ("meta upsert arrays", table),
                 lambda: sql.SQL("INSERT INTO {} ({}) SELECT * FROM unnest({}) {}").format(
@@ -511,23 +500,32 @@ class Writer(WriterFrame):
                         sql.SQL("{}::{}[]").format(sql.Placeholder(format="b"), sql.SQL(t))
                         for t in types
                     ),
-                    conflict,
+                    _on_conflict_update(columns, key),
                 ),
             )
             self.out.execute(statement, [list(column) for column in zip(*rows, strict=True)])
-            return
-        if len(rows) <= SMALL_BATCH or not self.out.bulk:
+        else:
             statement = self._sql(
                 ("meta upsert", table),
                 lambda: sql.SQL("INSERT INTO {} ({}) VALUES ({}) {}").format(
                     target,
                     ddl.identifiers(columns),
                     sql.SQL(", ").join(sql.Placeholder() * len(columns)),
-                    conflict,
+                    _on_conflict_update(columns, key),
                 ),
             )
             self.out.executemany(statement, rows)
-            return
+
+    def _copy_upsert_meta_rows(
+        self,
+        table: str,
+        columns: list[str],
+        key: list[str],
+        types: list[str],
+        rows: list[tuple[Any, ...]],
+    ) -> None:
+        """Many rows of a meta table: binary COPY into a staging table, then one upsert."""
+        target = self.catalog.meta(table)
         stage = sql.Identifier(self._temp_name("stage"))
         self.out.execute(
             sql.SQL("CREATE TEMPORARY TABLE {} AS SELECT {} FROM {} WITH NO DATA").format(
@@ -537,7 +535,11 @@ class Writer(WriterFrame):
         self._copy_meta_rows(table, stage, columns, types, rows)
         self.out.execute(
             sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} {}").format(
-                target, ddl.identifiers(columns), ddl.identifiers(columns), stage, conflict
+                target,
+                ddl.identifiers(columns),
+                ddl.identifiers(columns),
+                stage,
+                _on_conflict_update(columns, key),
             )
         )
         self.out.execute(sql.SQL("DROP TABLE {}").format(stage))
