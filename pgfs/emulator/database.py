@@ -231,7 +231,8 @@ class Database:
             first = self._next_cold(disk)
             if first is not None:
                 last = min(first + WARM_BATCH - 1, self.state.page_count)
-                self.renderer.render(range(first, last + 1))
+                # Only what the file lacks: a cached page would be read back for nothing.
+                self.renderer.render(p for p in range(first, last + 1) if not disk.has(p))
                 self._warm_from = last + 1
             return self.warmth()
 

@@ -135,12 +135,10 @@ def check_importable(path: Path) -> None:
                 )
 
 
-def integrity_problems(
-    path: Path, limit: int = MAX_REPORTED_PROBLEMS, *, quick: bool = False
-) -> list[str]:
-    """What SQLite's own `PRAGMA integrity_check` (or, `quick`, `quick_check`: every
-    page and record, but not whether indexes agree with their tables) says is wrong
-    with the file ([] = ok).
+def quick_check_problems(path: Path, limit: int = MAX_REPORTED_PROBLEMS) -> list[str]:
+    """What SQLite's own `PRAGMA quick_check` (every page and record, but not whether
+    indexes agree with their tables: `BackgroundIntegrityCheck`) says is wrong with
+    the file ([] = ok).
 
     The file is opened read-only and immutable: nothing is written, no journal
     is looked for (check_importable already refused a hot one).
@@ -150,7 +148,7 @@ def integrity_problems(
     except sqlite3.Error as exc:
         return [f"SQLite cannot open it: {exc}"]
     try:
-        return _check_rows(conn, "quick_check" if quick else "integrity_check", limit)
+        return _check_rows(conn, "quick_check", limit)
     except sqlite3.Error as exc:
         return _cannot_check(path, exc, limit)
     finally:
@@ -533,7 +531,7 @@ def import_file(
     path = Path(path)
     check_importable(path)
     if not force:
-        _refuse_damaged(path, integrity_problems(path, quick=True))
+        _refuse_damaged(path, quick_check_problems(path))
     with BackgroundIntegrityCheck(path) as check:
 
         def verdict() -> None:
