@@ -451,16 +451,7 @@ class Writer(WriterFrame):
             sql.SQL("CREATE TEMPORARY TABLE {} (LIKE {}) ON COMMIT DROP").format(stage, target)
         )
         self._copy_rows(stage, definition, items, len(items), encoding, fmt)
-        self.out.execute(
-            sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} {}").format(
-                target,
-                ddl.identifiers(names),
-                ddl.identifiers(names),
-                stage,
-                _on_conflict_update(names, [layout.rowid_column]),
-            )
-        )
-        self.out.execute(sql.SQL("DROP TABLE {}").format(stage))
+        self._upsert_from_stage(target, stage, names, [layout.rowid_column])
 
     # -------------------------------------------------------------- chains, pages, meta
 
@@ -533,6 +524,12 @@ class Writer(WriterFrame):
             )
         )
         self._copy_meta_rows(table, stage, columns, types, rows)
+        self._upsert_from_stage(target, stage, columns, key)
+
+    def _upsert_from_stage(
+        self, target: sql.Composable, stage: sql.Composable, columns: list[str], key: list[str]
+    ) -> None:
+        """Upsert every row of the staging table into `target`, then drop the stage."""
         self.out.execute(
             sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} {}").format(
                 target,
