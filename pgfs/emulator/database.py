@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 from pgfs.emulator.diff import DiffStats, diff_commit
 from pgfs.emulator.pagecache import CacheStamp, DiskPages, PageCache, Warmth
 from pgfs.emulator.pagemap import PageEntries, PageMap
+from pgfs.emulator.pageset import DENSE_AFTER, DenseKeys
 from pgfs.emulator.readahead import CLIENT_BLOCK, ReadAhead
 from pgfs.emulator.render import Renderer
 from pgfs.sqlite.header import DatabaseHeader
@@ -63,17 +64,22 @@ they landed, the mount reloads instead (logged)."""
 class _Forward:
     """What a written commit changes in the page map, collected as its parts go out.
 
-    Records of a small commit are kept in a dict; past `COMPACT_AFTER` they move
-    to `PageEntries` (arrays indexed by page number), so a VACUUM does not hold
-    an object per page while a small commit costs nothing per database page.
+    Records of a small commit are kept in a dict; once they are many and dense
+    (`DenseKeys`) they move to `PageEntries` (arrays indexed by page number), so a
+    VACUUM does not hold an object per page while a small commit costs nothing per
+    database page.
     """
 
-    COMPACT_AFTER = 4096
+    DENSE_AFTER = DENSE_AFTER
 
     records: dict[int, PageRecord] | PageEntries = field(default_factory=dict)
     renames: list[tuple[str, str]] = field(default_factory=list)
     removed_from: int | None = None
     last: Changeset | None = None
+    _dense: DenseKeys = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._dense = DenseKeys(self.DENSE_AFTER)
 
     def watch(self, parts: Iterator[Changeset]) -> Iterator[Changeset]:
         for part in parts:
@@ -89,7 +95,7 @@ class _Forward:
         records = self.records
         if isinstance(records, dict):
             records[record.pgno] = record.without_data()
-            if len(records) > self.COMPACT_AFTER:
+            if self._dense.due(record.pgno, len(records)):
                 entries = PageEntries()
                 for kept in records.values():
                     entries.put(kept)

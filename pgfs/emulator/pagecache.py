@@ -25,6 +25,8 @@ from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from pgfs.emulator.pageset import PageSet
+
 log = logging.getLogger("pgfs.emulator")
 
 MEMORY_BYTES = 16 * 1024 * 1024
@@ -63,21 +65,22 @@ class DiskPages:
     PRESENT = "present"
     STAMP = "stamp.json"
 
-    def __init__(self, folder: Path, page_size: int, present: bytearray, fd: int) -> None:
+    def __init__(self, folder: Path, page_size: int, slots: PageSet, fd: int) -> None:
         self.folder = folder
         self.page_size = page_size
-        self.present = present
+        self.slots = slots
+        """The slots that hold a page: slot n holds page n + 1 (stored as a bitmap)."""
         self._fd = fd
 
     @classmethod
     def open(cls, folder: Path, expected: CacheStamp) -> DiskPages:
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         stamp = _read_stamp(folder / cls.STAMP)
-        present = bytearray()
+        slots = PageSet()
         reused = stamp == expected
         if reused:
             try:
-                present = bytearray((folder / cls.PRESENT).read_bytes())
+                slots = PageSet.from_bitmap((folder / cls.PRESENT).read_bytes())
             except OSError:
                 reused = False
         (folder / cls.STAMP).write_text(json.dumps({"dirty": True}))
@@ -87,12 +90,12 @@ class DiskPages:
             log.info(
                 "local page cache %s: %d pages kept from the last mount (commit %d)",
                 folder,
-                sum(bin(b).count("1") for b in present),
+                len(slots),
                 expected.commit_seq,
             )
         else:
             log.info("local page cache %s: starting empty", folder)
-        return cls(folder, expected.page_size, present, fd)
+        return cls(folder, expected.page_size, slots, fd)
 
     def get(self, pgno: int) -> bytes | None:
         if not self.has(pgno):
@@ -102,20 +105,17 @@ class DiskPages:
 
     def put(self, pgno: int, image: bytes) -> None:
         os.pwrite(self._fd, image, (pgno - 1) * self.page_size)
-        self._mark(pgno, True)
+        self.slots.add(pgno - 1)
 
     def discard(self, pgno: int) -> None:
-        self._mark(pgno, False)
+        self.slots.discard(pgno - 1)
 
     def truncate(self, page_count: int) -> None:
-        keep = (page_count + 7) // 8
-        del self.present[keep:]
-        if self.present and page_count % 8:
-            self.present[-1] &= (1 << (page_count % 8)) - 1
+        self.slots.drop_from(page_count)
         os.ftruncate(self._fd, page_count * self.page_size)
 
     def clear(self) -> None:
-        self.present = bytearray()
+        self.slots.clear()
         os.ftruncate(self._fd, 0)
 
     def close(self, stamp: CacheStamp | None) -> None:
@@ -125,7 +125,7 @@ class DiskPages:
         try:
             if stamp is not None and stamp.page_size == self.page_size:
                 os.fsync(self._fd)
-                (self.folder / self.PRESENT).write_bytes(bytes(self.present))
+                (self.folder / self.PRESENT).write_bytes(self.slots.bitmap())
                 temp = self.folder / (self.STAMP + ".tmp")
                 temp.write_text(json.dumps(asdict(stamp)))
                 os.replace(temp, self.folder / self.STAMP)
@@ -135,44 +135,15 @@ class DiskPages:
 
     def first_missing(self, start: int, page_count: int) -> int | None:
         """The first page number in [start, page_count] no slot holds, or None."""
-        pgno = max(start, 1)
-        while pgno <= page_count:
-            index = pgno - 1
-            byte = index >> 3
-            if byte >= len(self.present):
-                return pgno
-            if self.present[byte] == 0xFF:
-                pgno = (byte + 1) * 8 + 1  # a whole byte of slots is held: skip it
-                continue
-            if not self.present[byte] & (1 << (index & 7)):
-                return pgno
-            pgno += 1
-        return None
+        slot = self.slots.first_absent(max(start, 1) - 1, page_count)
+        return None if slot is None else slot + 1
 
     def count(self, page_count: int) -> int:
         """How many of pages 1..page_count the file holds."""
-        whole, rest = divmod(page_count, 8)
-        held = int.from_bytes(self.present[:whole], "little").bit_count()
-        if rest and whole < len(self.present):
-            held += (self.present[whole] & ((1 << rest) - 1)).bit_count()
-        return held
+        return self.slots.count_below(page_count)
 
     def has(self, pgno: int) -> bool:
-        index = pgno - 1
-        byte = index >> 3
-        return byte < len(self.present) and bool(self.present[byte] & (1 << (index & 7)))
-
-    def _mark(self, pgno: int, value: bool) -> None:
-        index = pgno - 1
-        byte = index >> 3
-        if byte >= len(self.present):
-            if not value:
-                return
-            self.present.extend(bytes(byte + 1 - len(self.present)))
-        if value:
-            self.present[byte] |= 1 << (index & 7)
-        else:
-            self.present[byte] &= ~(1 << (index & 7)) & 0xFF
+        return pgno - 1 in self.slots
 
 
 def _read_stamp(path: Path) -> CacheStamp | None:

@@ -17,6 +17,8 @@ import tempfile
 from array import array
 from collections.abc import Iterable, Iterator, MutableMapping
 
+from pgfs.emulator.pageset import DENSE_AFTER, DenseKeys
+
 SPILL_BYTES = 4 * 1024 * 1024
 """A buffer moves to a local file once it holds more than this."""
 
@@ -111,16 +113,15 @@ class SpillBuffer:
 class PageIndex(MutableMapping[int, int]):
     """int -> int for page numbers and block indexes (keys and values >= 0).
 
-    A dict while it is small; past `DENSE_AFTER` keys, when they fill at least a
-    quarter of the range below the largest, an array of 8 bytes a key (a dict
-    costs about 100): a VACUUM of a 1 GB database keeps one entry per page (the
+    A dict while it is small, an array of 8 bytes a key once the keys are many and
+    dense (`DenseKeys`): a VACUUM of a 1 GB database keeps one entry per page (the
     frame of each page, the slot of each pre-image), while a commit of a few
     pages costs nothing per database page. In array mode a key far past the
     others (`MAX_GAP`) is kept in a dict, so a stray offset cannot allocate the
     gap. Iterates in key order.
     """
 
-    DENSE_AFTER = 4096
+    DENSE_AFTER = DENSE_AFTER
     MAX_GAP = 1 << 20
     _ABSENT = -1
 
@@ -131,7 +132,7 @@ class PageIndex(MutableMapping[int, int]):
         self._values: array | None = None
         self._sparse: dict[int, int] = {}
         self._count = 0
-        self._top = -1  # no key is larger (dict mode): kept as keys come, no max() per key
+        self._dense = DenseKeys(self.DENSE_AFTER)
 
     def __getitem__(self, key: int) -> int:
         values = self._values
@@ -148,8 +149,8 @@ class PageIndex(MutableMapping[int, int]):
         values = self._values
         if values is None:
             self._sparse[key] = value
-            self._top = max(self._top, key)
-            self._maybe_dense()
+            if self._dense.due(key, len(self._sparse)):
+                self._to_array()
             return
         if key < len(values) + self.MAX_GAP:
             if key >= len(values):
@@ -160,11 +161,9 @@ class PageIndex(MutableMapping[int, int]):
             return
         self._sparse[key] = value
 
-    def _maybe_dense(self) -> None:
+    def _to_array(self) -> None:
         sparse = self._sparse
-        if len(sparse) <= self.DENSE_AFTER or self._top >= 4 * len(sparse):
-            return
-        values = array("q", [self._ABSENT]) * (self._top + 1)
+        values = array("q", [self._ABSENT]) * (self._dense.top + 1)
         for key, value in sparse.items():
             values[key] = value
         self._values, self._count, self._sparse = values, len(sparse), {}

@@ -1,5 +1,5 @@
 """The diff's per-page structures stay compact at a VACUUM's size: `RoleMap` switches
-from a dict to arrays past `COMPACT_AFTER` dense entries and keeps every answer;
+from a dict to arrays past `DENSE_AFTER` dense entries and keeps every answer;
 `PageSet` is one bit a page. Structural checks (mode, bytes held), not timings."""
 
 from __future__ import annotations
@@ -29,10 +29,10 @@ def _role(pgno: int) -> Role:
 def test_role_map_answers_the_same_before_and_after_it_turns_compact() -> None:
     roles = RoleMap()
     expected: dict[int, Role] = {}
-    for pgno in range(1, RoleMap.COMPACT_AFTER + 1):
+    for pgno in range(1, RoleMap.DENSE_AFTER + 1):
         roles[pgno] = expected[pgno] = _role(pgno)
     assert not roles.compact
-    for pgno in range(RoleMap.COMPACT_AFTER + 1, 3 * RoleMap.COMPACT_AFTER):
+    for pgno in range(RoleMap.DENSE_AFTER + 1, 3 * RoleMap.DENSE_AFTER):
         roles[pgno] = expected[pgno] = _role(pgno)
     assert roles.compact
     assert dict(roles) == expected
@@ -44,8 +44,8 @@ def test_role_map_answers_the_same_before_and_after_it_turns_compact() -> None:
 
 
 def test_role_map_of_sparse_page_numbers_stays_a_dict() -> None:
-    roles = RoleMap({p * 1000: LEAF for p in range(1, RoleMap.COMPACT_AFTER + 10)})
-    assert not roles.compact and len(roles) == RoleMap.COMPACT_AFTER + 9
+    roles = RoleMap({p * 1000: LEAF for p in range(1, RoleMap.DENSE_AFTER + 10)})
+    assert not roles.compact and len(roles) == RoleMap.DENSE_AFTER + 9
 
 
 def test_a_role_costs_about_sixteen_bytes_at_a_vacuums_size() -> None:
@@ -71,3 +71,22 @@ def test_page_set_is_a_set_in_page_order_of_one_bit_a_page() -> None:
     assert list(pages) == [0, 3, 250_000]
     assert set(pages | {5}) == {0, 3, 5, 250_000}
     assert pages.memory_bytes <= 250_000 // 8 + 1
+
+
+def test_page_set_drops_counts_and_finds_gaps_by_range() -> None:
+    pages = PageSet([*range(0, 20), 22, 40])
+    assert pages.first_absent(0, 50) == 20 and pages.first_absent(21, 50) == 21
+    assert pages.first_absent(0, 20) is None and pages.first_absent(41, 45) == 41
+    assert pages.count_below(20) == 20 and pages.count_below(23) == 21
+    pages.drop_from(11)  # inside a byte: bits 11.. of it go, and the count follows
+    assert list(pages) == list(range(11)) and len(pages) == 11
+    pages.drop_from(0)
+    assert list(pages) == [] and len(pages) == 0
+
+
+def test_page_set_bitmap_round_trips_with_its_count() -> None:
+    pages = PageSet([1, 8, 9, 1000])
+    again = PageSet.from_bitmap(pages.bitmap())
+    assert list(again) == [1, 8, 9, 1000] and len(again) == 4
+    again.clear()
+    assert len(again) == 0 and 8 not in again

@@ -241,7 +241,7 @@ def test_build_changeset_carries_rows_pages_and_header(before: Path, tmp_path: P
 def test_compact_role_maps_give_the_same_roles_and_records(
     before: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A VACUUM switches the diff's role maps to arrays (RoleMap.COMPACT_AFTER): the
+    """A VACUUM switches the diff's role maps to arrays (RoleMap.DENSE_AFTER): the
     roles and page records must not depend on it. Here the switch comes after a few
     pages, on a commit that grows overflow chains and frees pages."""
     statements = (
@@ -257,7 +257,7 @@ def test_compact_role_maps_give_the_same_roles_and_records(
 
     roles, records = outcome(tmp_path / "dicts")
     assert not roles.of.compact
-    monkeypatch.setattr(RoleMap, "COMPACT_AFTER", 4)
+    monkeypatch.setattr(RoleMap, "DENSE_AFTER", 4)
     compact_roles, compact_records = outcome(tmp_path / "arrays")
     assert compact_roles.of.compact
     assert dict(compact_roles.of) == dict(roles.of) and compact_roles.freed == roles.freed

@@ -110,18 +110,24 @@ def test_entries_give_back_what_was_put() -> None:
 
 
 def test_a_commit_carries_its_records_to_the_map_at_any_size() -> None:
-    """Few records stay a dict (nothing per database page for a small commit); many
-    move to arrays (nothing per record object for a VACUUM). The map ends the same."""
+    """Few records, or many scattered over a big file, stay a dict (nothing per database
+    page); many dense ones move to arrays (nothing per record object for a VACUUM).
+    The map ends the same."""
     from pgfs.emulator.database import _Forward
     from pgfs.store.changeset import Changeset, CommitSource
 
-    for count in (3, _Forward.COMPACT_AFTER + 10):
-        pages = [PageRecord(10**5 + p, PageKind.FREE, None) for p in range(count)]
+    many = _Forward.DENSE_AFTER + 10
+    for first, count, step, compact in (
+        (10**5, 3, 1, False),
+        (1, many, 1, True),
+        (1, many, 8, False),
+    ):
+        pages = [PageRecord(first + p * step, PageKind.FREE, None) for p in range(count)]
         forward = _Forward()
         for _ in forward.watch(iter([Changeset(CommitSource.WAL, b"", 0, pages=pages)])):
             pass
-        assert isinstance(forward.records, dict) == (count == 3)
+        assert isinstance(forward.records, dict) != compact
         assert list(forward.pgnos()) == [r.pgno for r in pages]
         pagemap = PageMap(lambda pgnos: {})
         forward.apply_to(pagemap)
-        assert len(pagemap) == count and pagemap.record(10**5) == pages[0]
+        assert len(pagemap) == count and pagemap.record(first) == pages[0]

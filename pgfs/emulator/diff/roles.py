@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMappin
 from dataclasses import dataclass
 
 from pgfs.emulator.diff.objects import Identity
-from pgfs.emulator.pageset import PageSet
+from pgfs.emulator.pageset import DENSE_AFTER, DenseKeys, PageSet
 from pgfs.emulator.source import PageSource
 from pgfs.emulator.walk import SCHEMA_OWNER, btree_kind
 from pgfs.sqlite.btree import BTreeScan, scan_btree_page
@@ -60,8 +60,8 @@ _HAS_SEQ = 2
 
 
 class RoleMap(MutableMapping[int, Role]):
-    """pgno -> Role: a dict while small, arrays indexed by page number past
-    `COMPACT_AFTER` entries.
+    """pgno -> Role: a dict while small, arrays indexed by page number once the keys
+    are many and dense (`DenseKeys`).
 
     A VACUUM gives every page a role, and the diff holds several maps of them at
     once (strong claims, all claims, the final roles); as dicts they cost about
@@ -71,7 +71,7 @@ class RoleMap(MutableMapping[int, Role]):
     database page. Array mode iterates by page number.
     """
 
-    COMPACT_AFTER = 4096
+    DENSE_AFTER = DENSE_AFTER
 
     def __init__(self, roles: Mapping[int, Role] | None = None) -> None:
         self._small: dict[int, Role] | None = {}
@@ -81,7 +81,7 @@ class RoleMap(MutableMapping[int, Role]):
         self._templates: list[tuple[Role, int]] = []
         self._template_codes: dict[tuple[PageKind, str | None, bool, int], int] = {}
         self._count = 0
-        self._top = -1  # the largest key (dict mode): arrays only when keys are dense
+        self._dense = DenseKeys(self.DENSE_AFTER)
         if roles:
             self.update(roles)
 
@@ -106,8 +106,7 @@ class RoleMap(MutableMapping[int, Role]):
         small = self._small
         if small is not None:
             small[pgno] = role
-            self._top = max(self._top, pgno)
-            if len(small) > self.COMPACT_AFTER and self._top < 4 * len(small):
+            if self._dense.due(pgno, len(small)):
                 self._to_arrays(small)
             return
         if pgno < 0:
@@ -146,7 +145,7 @@ class RoleMap(MutableMapping[int, Role]):
 
     def _to_arrays(self, small: dict[int, Role]) -> None:
         self._small = None
-        self._grow(self._top + 1)
+        self._grow(self._dense.top + 1)
         for pgno, role in small.items():
             self[pgno] = role
 
