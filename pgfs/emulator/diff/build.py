@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
-from itertools import islice
 
 from pgfs.emulator.diff.objects import Identity, definition_changed
 from pgfs.emulator.diff.roles import Role, Roles
@@ -135,16 +134,15 @@ def _role_records(
 
     pages = iter(
         PageSet(
-            p
-            for p in itertools.chain(roles.of, rows.overflow_roles)
-            if p <= identity.page_count and final(p).owner not in identity.full_walk
+            p for p in itertools.chain(roles.of, rows.overflow_roles) if p <= identity.page_count
         )
     )
-    while batch := list(islice(pages, 512)):
-        raw = [p for p in batch if _stored_raw(p, final(p), identity, rows)]
+    while batch := list(itertools.islice(pages, 512)):
+        kept = [(p, role) for p in batch if (role := final(p)).owner not in identity.full_walk]
+        raw = [p for p, role in kept if _stored_raw(p, role, identity, rows)]
         images = new.read_many(raw) if raw else {}
-        for pgno in batch:
-            parts.add_page(page_record(pgno, final(pgno), identity, rows, images.get(pgno, b"")))
+        for pgno, role in kept:
+            parts.add_page(page_record(pgno, role, identity, rows, images.get(pgno, b"")))
             if parts.full():
                 yield parts.take()
 
