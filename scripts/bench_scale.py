@@ -36,11 +36,13 @@ import random
 import re
 import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +52,7 @@ from psycopg import sql
 
 from pgfs.fuse.mount import is_mounted
 from pgfs.store.cluster import EmbeddedCluster
+from scripts.fuse_floor import measure_floor
 from tests.support.library import (
     BROWSE_COUNT,
     BROWSE_PAGE,
@@ -76,6 +79,17 @@ class Row:
     postgres: float | None = None
     unit: str = "s"
     note: str = ""
+    requests: int | None = None
+    """FUSE read and write requests the mount served during the pgfs figure."""
+    amount: float = 1.0
+    """What the pgfs figure divides: operations for s and items/s, MB for MB/s."""
+
+    def at_floor(self, floor: float) -> float | None:
+        """The figure if each request cost only `floor` seconds and pgfs nothing."""
+        if not self.requests:
+            return None
+        seconds = self.requests * floor
+        return seconds / self.amount if self.unit == "s" else self.amount / seconds
 
 
 @dataclass
@@ -84,6 +98,8 @@ class Report:
     file_mb: float = 0.0
     rows: list[Row] = field(default_factory=list)
     rss: dict[str, float] = field(default_factory=dict)
+    floor: float = 0.0
+    """Seconds per FUSE request of a filesystem that does nothing (scripts/fuse_floor.py)."""
 
     def add(self, row: Row) -> None:
         self.rows.append(row)
@@ -91,15 +107,25 @@ class Report:
 
     def print(self) -> None:
         print(f"\n### {self.file_mb:.0f} MB library\n")
-        print("| step | pgfs | native SQLite | PostgreSQL | pgfs/sqlite | pgfs/pg |")
-        print("|---|---:|---:|---:|---:|---:|")
+        print(
+            "| step | pgfs | native SQLite | PostgreSQL | pgfs/sqlite | pgfs/pg"
+            " | FUSE requests | at the floor |"
+        )
+        print("|---|---:|---:|---:|---:|---:|---:|---:|")
         for row in self.rows:
             print(
                 f"| {row.step} | {_fmt(row.pgfs, row.unit)} | {_fmt(row.sqlite, row.unit)} | "
                 f"{_fmt(row.postgres, row.unit)} | {_ratio(row.pgfs, row.sqlite, row.unit)} | "
-                f"{_ratio(row.pgfs, row.postgres, row.unit)} |"
+                f"{_ratio(row.pgfs, row.postgres, row.unit)} | "
+                f"{'—' if row.requests is None else row.requests} | "
+                f"{_fmt(row.at_floor(self.floor), row.unit)} |"
             )
         print("\npeak RSS: " + ", ".join(f"{k} {v:.0f} MB" for k, v in self.rss.items()))
+        print(
+            f"at the floor: the pgfs figure if each FUSE request cost what it costs a"
+            f" filesystem that does nothing ({self.floor * 1e6:.0f} µs, pyfuse3 on trio,"
+            " scripts/fuse_floor.py) and pgfs' own work took no time"
+        )
 
 
 def _fmt(value: float | None, unit: str) -> str:
@@ -168,6 +194,7 @@ class Mount:
         self.log = work / "mount.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.peak_rss = 0.0
+        self.metrics = f"127.0.0.1:{free_port()}"
 
     @property
     def db(self) -> Path:
@@ -178,6 +205,7 @@ class Mount:
             shutil.rmtree(self.cache, ignore_errors=True)
         argv = [sys.executable, "-m", "pgfs", "mount", str(self.point), "--foreground"]
         argv += ["--dsn", self.dsn, "--cache-dir", str(self.cache)]
+        argv += ["--metrics-addr", self.metrics]
         argv += ["--warm-cache"] if warm else []
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(argv, stdout=out, stderr=out, cwd=ROOT)
@@ -195,6 +223,21 @@ class Mount:
                 return
             time.sleep(0.05)
 
+    def counted(self, work: Callable[[], float]) -> tuple[float, int]:
+        """(what `work` measured, the FUSE requests the mount served meanwhile)."""
+        before = self.requests()
+        figure = work()
+        return figure, self.requests() - before
+
+    def requests(self) -> int:
+        """Read and write requests the mount has served so far (its metrics)."""
+        with urllib.request.urlopen(f"http://{self.metrics}/metrics", timeout=30) as answer:
+            text = answer.read().decode()
+        found = re.findall(r"^pgfs_fuse_(?:reads|writes)_total (\S+)$", text, re.MULTILINE)
+        if len(found) != 2:
+            raise SystemExit("the mount's metrics have no FUSE request counters")
+        return sum(int(float(value)) for value in found)
+
     def rss(self) -> float:
         assert self.proc is not None
         return high_water_mb(self.proc.pid)
@@ -206,6 +249,12 @@ class Mount:
         self.proc.send_signal(signal.SIGTERM)
         self.proc.wait(300)
         self.proc = None
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -342,14 +391,14 @@ def postgres_direct(cluster: EmbeddedCluster, source: str, target: str, file: Pa
     return dsn
 
 
-def measure(size_mb: float, cluster: EmbeddedCluster, work: Path) -> Report:
+def measure(size_mb: float, cluster: EmbeddedCluster, work: Path, floor: float) -> Report:
     CACHE.mkdir(exist_ok=True)
     library = CACHE / f"library-{size_mb:g}.db"
     if not library.exists():
         print(f"generating a {size_mb:g} MB library ...", flush=True)
         build_library(library.with_suffix(".tmp"), SCHEMA, megabytes=size_mb)
         library.with_suffix(".tmp").rename(library)
-    report = Report(size_mb, library.stat().st_size / 1e6)
+    report = Report(size_mb, library.stat().st_size / 1e6, floor=floor)
     print(f"{report.file_mb:.0f} MB library: {library}", flush=True)
     native = work / "native.db"
     shutil.copyfile(library, native)
@@ -368,14 +417,19 @@ def measure(size_mb: float, cluster: EmbeddedCluster, work: Path) -> Report:
     lite = connect(native)
     browse.sqlite(lite)  # warm, as a running Jellyfin's file is
 
+    mount = Mount(work, dsn)
+
     def browse_row(step: str, conn: sqlite3.Connection) -> Row:
         """The browse query through `conn` first (it may be cold), then native and PG."""
-        mine = timed(lambda: browse.sqlite(conn))
+        mine, requests = mount.counted(lambda: timed(lambda: browse.sqlite(conn)))
         return Row(
-            step, mine, timed(lambda: browse.sqlite(lite)), timed(lambda: browse.postgres(pg))
+            step,
+            mine,
+            timed(lambda: browse.sqlite(lite)),
+            timed(lambda: browse.postgres(pg)),
+            requests=requests,
         )
 
-    mount = Mount(work, dsn)
     mount.start(empty_cache=True)
     conn = connect(mount.db)
     report.add(browse_row("cold browse query, fresh mount, empty local cache", conn))
@@ -386,7 +440,7 @@ def measure(size_mb: float, cluster: EmbeddedCluster, work: Path) -> Report:
     base_mb = (
         lite.execute("SELECT sum(pgsize) FROM dbstat WHERE name = 'BaseItems'").fetchone()[0] / 1e6
     )
-    read = timed(lambda: full_read(conn))
+    read, requests = mount.counted(lambda: timed(lambda: full_read(conn)))
     report.add(
         Row(
             "cold full read of BaseItems",
@@ -394,14 +448,18 @@ def measure(size_mb: float, cluster: EmbeddedCluster, work: Path) -> Report:
             base_mb / timed(lambda: full_read(lite)),
             base_mb / timed(lambda: pg.execute('SELECT * FROM "BaseItems"').fetchall()),
             unit="MB/s",
+            requests=requests,
+            amount=base_mb,
         )
     )
+    warm = [mount.counted(lambda: timed(lambda: browse.sqlite(conn))) for _ in range(3)]
     report.add(
         Row(
             "warm browse query",
-            min(timed(lambda: browse.sqlite(conn)) for _ in range(3)),
+            min(seconds for seconds, _ in warm),
             min(timed(lambda: browse.sqlite(lite)) for _ in range(3)),
             min(timed(lambda: browse.postgres(pg)) for _ in range(3)),
+            requests=min(requests for _, requests in warm),
         )
     )
     conn.close()
@@ -409,15 +467,16 @@ def measure(size_mb: float, cluster: EmbeddedCluster, work: Path) -> Report:
     mount.start(empty_cache=False)
     drop_kernel_cache(mount.db)
     conn = connect(mount.db)
+    seconds, requests = mount.counted(lambda: timed(lambda: browse.sqlite(conn)))
     report.add(
         Row(
             "cold browse query after a restart (local page cache kept)",
-            timed(lambda: browse.sqlite(conn)),
-            None,
-            None,
+            seconds,
+            requests=requests,
         )
     )
-    per = scan(conn, SCAN_ITEMS, 7) / SCAN_ITEMS
+    seconds, scan_requests = mount.counted(lambda: scan(conn, SCAN_ITEMS, 7))
+    per = seconds / SCAN_ITEMS
     native_per = scan(lite, SCAN_ITEMS, 7) / SCAN_ITEMS
     pg_per = scan(PgAdapter(pg), SCAN_ITEMS, 7) / SCAN_ITEMS  # type: ignore[arg-type]
     report.add(
@@ -427,22 +486,28 @@ def measure(size_mb: float, cluster: EmbeddedCluster, work: Path) -> Report:
             1 / native_per,
             1 / pg_per,
             unit="items/s",
+            requests=scan_requests,
+            amount=SCAN_ITEMS,
         )
     )
+    per_commit, requests = mount.counted(lambda: plays(conn, PLAYS, 9))
     report.add(
         Row(
             "single-row commit (playback upsert)",
-            plays(conn, PLAYS, 9),
+            per_commit,
             plays(lite, PLAYS, 9),
-            plays(PgAdapter(pg), PLAYS, 9),
+            plays(PgAdapter(pg), PLAYS, 9),  # type: ignore[arg-type]
+            requests=requests,
+            amount=PLAYS,
         )
-    )  # type: ignore[arg-type]
+    )
+    seconds, requests = mount.counted(lambda: timed(lambda: optimize(conn)))
     report.add(
         Row(
             "optimize task (checkpoint, optimize, VACUUM, checkpoint)",
-            timed(lambda: optimize(conn)),
+            seconds,
             timed(lambda: optimize(lite)),
-            None,
+            requests=requests,
         )
     )
     integrity = conn.execute("PRAGMA integrity_check").fetchone()[0]
@@ -485,11 +550,13 @@ def main() -> None:
     if not SCHEMA.exists():
         raise SystemExit(f"{SCHEMA} is absent: the Jellyfin schema is needed")
     reports = []
+    floor = measure_floor()
+    print(f"one FUSE request of a filesystem that does nothing: {floor * 1e6:.0f} µs", flush=True)
     with EmbeddedCluster.temporary() as cluster:
         for size in args.sizes.split(","):
             work = Path(tempfile.mkdtemp(prefix="pgfs-scale-"))
             try:
-                reports.append(measure(float(size), cluster, work))
+                reports.append(measure(float(size), cluster, work, floor))
             finally:
                 subprocess.run(["fusermount3", "-uz", str(work / "mnt")], capture_output=True)
                 shutil.rmtree(work, ignore_errors=True)
