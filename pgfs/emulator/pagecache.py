@@ -76,7 +76,7 @@ class DiskPages:
     def open(cls, folder: Path, expected: CacheStamp) -> DiskPages:
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         stamp = _read_stamp(folder / cls.STAMP)
-        slots = PageSet()
+        slots = PageSet.from_bitmap(b"")  # the slots of a whole file: a bitmap from the start
         reused = stamp == expected
         if reused:
             try:

@@ -1,10 +1,13 @@
 """The diff's per-page structures stay compact at a VACUUM's size: `RoleMap` switches
 from a dict to arrays past `DENSE_AFTER` dense entries and keeps every answer;
-`PageSet` is one bit a page. Structural checks (mode, bytes held), not timings."""
+`PageSet` is a set while few or scattered and one bit a page once many and dense.
+Structural checks (mode, bytes held), not timings."""
 
 from __future__ import annotations
 
 import tracemalloc
+
+import pytest
 
 from pgfs.emulator.diff.roles import FREE_LEAF, UNKNOWN, Role, RoleMap
 from pgfs.emulator.pageset import PageSet
@@ -62,19 +65,47 @@ def test_a_role_costs_about_sixteen_bytes_at_a_vacuums_size() -> None:
     assert held / count < 24, f"{held / count:.0f} bytes a page"
 
 
-def test_page_set_is_a_set_in_page_order_of_one_bit_a_page() -> None:
-    pages = PageSet([9, 3, 3, 250_000, 0])
+def as_set(pgnos: list[int]) -> PageSet:
+    return PageSet(pgnos)
+
+
+def as_bitmap(pgnos: list[int]) -> PageSet:
+    return PageSet.from_bitmap(PageSet(pgnos).bitmap())
+
+
+BOTH = pytest.mark.parametrize("make", [as_set, as_bitmap], ids=["set", "bitmap"])
+
+
+@BOTH
+def test_page_set_is_a_set_in_page_order(make) -> None:
+    pages = make([9, 3, 3, 250_000, 0])
     assert list(pages) == [0, 3, 9, 250_000] and len(pages) == 4
     assert 3 in pages and 4 not in pages and -1 not in pages and 10**12 not in pages
     pages.discard(9)
     pages.discard(10)
     assert list(pages) == [0, 3, 250_000]
     assert set(pages | {5}) == {0, 3, 5, 250_000}
-    assert pages.memory_bytes <= 250_000 // 8 + 1
+    pages.add(7)
+    assert list(pages) == [0, 3, 7, 250_000] and len(pages) == 4
 
 
-def test_page_set_drops_counts_and_finds_gaps_by_range() -> None:
-    pages = PageSet([*range(0, 20), 22, 40])
+def test_page_set_keeps_few_or_scattered_pages_as_a_set_and_many_dense_as_bits() -> None:
+    """A single-row commit near the end of a big file must not cost a bitmap up to
+    its page (iterating one visits every byte); a VACUUM's pages are one bit each."""
+    near_the_end = PageSet([1, 244_000])
+    assert not near_the_end.is_bitmap and near_the_end.memory_bytes == 0
+    scattered = PageSet(range(0, 244_000, 50))  # 4,880 pages over a 1 GB file
+    assert not scattered.is_bitmap
+    every = PageSet(range(1, 250_001))
+    assert every.is_bitmap and every.memory_bytes <= 250_001 // 8 + 1
+    assert list(every) == list(range(1, 250_001)) and len(every) == 250_000
+    every.clear()
+    assert every.is_bitmap and len(every) == 0 and list(every) == []
+
+
+@BOTH
+def test_page_set_drops_counts_and_finds_gaps_by_range(make) -> None:
+    pages = make([*range(0, 20), 22, 40])
     assert pages.first_absent(0, 50) == 20 and pages.first_absent(21, 50) == 21
     assert pages.first_absent(0, 20) is None and pages.first_absent(41, 45) == 41
     assert pages.count_below(20) == 20 and pages.count_below(23) == 21
@@ -84,8 +115,9 @@ def test_page_set_drops_counts_and_finds_gaps_by_range() -> None:
     assert list(pages) == [] and len(pages) == 0
 
 
-def test_page_set_bitmap_round_trips_with_its_count() -> None:
-    pages = PageSet([1, 8, 9, 1000])
+@BOTH
+def test_page_set_bitmap_round_trips_with_its_count(make) -> None:
+    pages = make([1, 8, 9, 1000])
     again = PageSet.from_bitmap(pages.bitmap())
     assert list(again) == [1, 8, 9, 1000] and len(again) == 4
     again.clear()
