@@ -24,6 +24,7 @@ from pgfs.emulator.diff import (
     identify,
     schema_objects,
 )
+from pgfs.emulator.diff.objects import _match, _stable_schema
 from pgfs.emulator.diff.roles import RoleMap
 from pgfs.emulator.source import OverlayPageSource
 from pgfs.sqlite.header import DatabaseHeader
@@ -158,6 +159,40 @@ def test_identify_keeps_objects_whose_roots_did_not_move(before: Path, tmp_path:
     assert identity.identity == {"items": "items", "items_name": "items_name", "notes": "notes"}
     assert identity.rebuilt == frozenset() and identity.full_walk == frozenset()
     assert identity.dropped == ()
+
+
+def jellyfin_database(tmp_path: Path, schema: Path) -> Path:
+    path = tmp_path / "jellyfin.db"
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")
+    conn.executescript(schema.read_text())
+    conn.close()
+    return path
+
+
+@pytest.mark.parametrize("schema", ["small", "10.11", "12.0-rc"])
+def test_a_kept_schema_matches_as_the_full_matcher_would(
+    schema: str, before: Path, tmp_path: Path, jellyfin_schema
+) -> None:
+    """A commit that leaves the schema as it was takes its objects from a cache
+    (`_stable_schema`): they must be what matching the schema with itself gives,
+    even when every root page is among the changed pages."""
+    path = before if schema == "small" else jellyfin_database(tmp_path, jellyfin_schema(schema))
+    state = imported(path).state()
+    header = DatabaseHeader.parse(state.header)
+    objects = schema_objects(state.entries)
+    roots = {obj.rootpage: b"" for obj in objects.values()}
+    stable = _stable_schema(tuple(state.entries))
+    for changed in ({}, roots):
+        full = _match(state.entries, state.entries, changed, False, header, header)
+        assert dict(stable.old_objects) == dict(stable.new_objects) == full.new_objects
+        assert dict(stable.identity) == full.identity
+        assert (stable.rebuilt, stable.dropped, stable.full_walk) == (
+            full.rebuilt,
+            full.dropped,
+            full.full_walk,
+        )
+    assert len(objects) > 2
 
 
 def test_identify_follows_a_rename_and_sees_a_drop(before: Path, tmp_path: Path) -> None:

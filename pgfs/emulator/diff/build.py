@@ -35,6 +35,8 @@ def schema_change(identity: Identity) -> SchemaChange:
     """DDL for the data schema. `renamed` lists every renamed object with pages
     (indexes too): the store renames data tables and page and chain owners."""
     change = SchemaChange()
+    if not identity.schema_changed:
+        return change  # every object is itself (objects._stable_schema): nothing to do
     old_objects, new_objects = identity.old_objects, identity.new_objects
     for name, old_name in identity.identity.items():
         if old_name is not None and old_name != name:
