@@ -25,7 +25,7 @@ from pathlib import Path
 
 import psycopg
 
-from pgfs.fuse.mount import is_mounted
+from pgfs.fuse.mount import wait_until_mounted
 from pgfs.store.cluster import EmbeddedCluster
 
 MB = 1024 * 1024
@@ -58,10 +58,10 @@ class Mount:
         argv += ["--dsn", self.dsn, "--cache-dir", str(self.cache)]
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(argv, stdout=out, stderr=out)
-        while not is_mounted(self.point):
-            if self.proc.poll() is not None:
-                raise SystemExit(f"the mount failed: {self.log.read_text()[-2000:]}")
-            time.sleep(0.05)
+        try:
+            wait_until_mounted(self.point, self.proc)
+        except ChildProcessError:
+            raise SystemExit(f"the mount failed: {self.log.read_text()[-2000:]}") from None
 
     def stop(self) -> float:
         """Unmount; the peak RSS of the mount process in MB."""

@@ -50,7 +50,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from pgfs.fuse.mount import is_mounted
+from pgfs.fuse.mount import wait_until_mounted
 from pgfs.store.cluster import EmbeddedCluster
 from scripts.fuse_floor import measure_floor
 from tests.support.library import (
@@ -209,10 +209,10 @@ class Mount:
         argv += ["--warm-cache"] if warm else []
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(argv, stdout=out, stderr=out, cwd=ROOT)
-        while not is_mounted(self.point):
-            if self.proc.poll() is not None:
-                raise SystemExit(f"the mount failed: {self.log.read_text()[-3000:]}")
-            time.sleep(0.05)
+        try:
+            wait_until_mounted(self.point, self.proc)
+        except ChildProcessError:
+            raise SystemExit(f"the mount failed: {self.log.read_text()[-3000:]}") from None
 
     def wait_warm(self) -> None:
         """Until the local page cache holds every page (`--warm-cache`)."""

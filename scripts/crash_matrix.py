@@ -33,7 +33,7 @@ from pathlib import Path
 
 import psycopg
 
-from pgfs.fuse.mount import is_mounted
+from pgfs.fuse.mount import is_mounted, wait_until_mounted
 from pgfs.store.cluster import EmbeddedCluster
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -107,11 +107,10 @@ class Mount:
         argv += ["--dsn", self.dsn, "--cache-dir", str(self.point.parent / "cache")]
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(argv, stdout=out, stderr=out, cwd=ROOT)
-        deadline = time.monotonic() + 60
-        while not is_mounted(self.point):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"mount did not start: see {self.log}")
-            time.sleep(0.05)
+        try:
+            wait_until_mounted(self.point, self.proc, timeout=60)
+        except (ChildProcessError, TimeoutError):
+            raise SystemExit(f"mount did not start: see {self.log}") from None
         time.sleep(0.2)
 
     def kill(self) -> None:

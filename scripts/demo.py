@@ -8,17 +8,16 @@ runs, so a second run shows the first run's rows too.
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
 import psycopg
 
 from pgfs.fuse.control import read_status
+from pgfs.fuse.mount import wait_until_mounted
 from pgfs.store.dsn import resolve_dsn
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,14 +26,12 @@ MOUNTPOINT = WORK / "mnt"
 
 
 def wait_for_mount(process: subprocess.Popen, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            sys.exit(f"demo: pgfs mount exited with status {process.returncode}")
-        if os.path.ismount(MOUNTPOINT):
-            return
-        time.sleep(0.2)
-    sys.exit("demo: the mount did not come up within a minute")
+    try:
+        wait_until_mounted(MOUNTPOINT, process, timeout)
+    except ChildProcessError:
+        sys.exit(f"demo: pgfs mount exited with status {process.returncode}")
+    except TimeoutError:
+        sys.exit("demo: the mount did not come up within a minute")
 
 
 def workload(db_path: Path) -> None:

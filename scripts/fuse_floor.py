@@ -27,7 +27,7 @@ from pathlib import Path
 import pyfuse3
 import trio
 
-from pgfs.fuse.mount import is_mounted
+from pgfs.fuse.mount import wait_until_mounted
 
 FILE_NAME = b"zeros"
 FILE_SIZE = 64 << 20
@@ -100,10 +100,10 @@ def measure_floor(rounds: int = 3) -> float:
             cwd=Path(__file__).resolve().parent.parent,
         )
         try:
-            while not is_mounted(mountpoint):
-                if server.poll() is not None:
-                    raise SystemExit("the do-nothing filesystem did not mount")
-                time.sleep(0.05)
+            try:
+                wait_until_mounted(mountpoint, server)
+            except ChildProcessError:
+                raise SystemExit("the do-nothing filesystem did not mount") from None
             file = mountpoint / FILE_NAME.decode()
             return min(time_requests(file) for _ in range(rounds))
         finally:

@@ -21,6 +21,7 @@ import re
 import shutil
 import signal
 import stat
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -225,6 +226,21 @@ def is_mounted(mountpoint: Path | str) -> bool:
     # Resolve only the parent: resolving the mount point itself would stat it.
     path = os.path.join(os.path.realpath(os.path.dirname(absolute)), os.path.basename(absolute))
     return mounted_filesystems().get(path, "").startswith("fuse")
+
+
+def wait_until_mounted(
+    mountpoint: Path | str, process: subprocess.Popen, timeout: float | None = None
+) -> None:
+    """Poll until `process` (a `pgfs mount --foreground`, or any FUSE server) has
+    mounted a FUSE filesystem at `mountpoint`. ChildProcessError when the process
+    exits first; TimeoutError once `timeout` seconds have passed (None: no limit)."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while not is_mounted(mountpoint):
+        if process.poll() is not None:
+            raise ChildProcessError(f"the mount exited with status {process.returncode}")
+        if deadline is not None and time.monotonic() > deadline:
+            raise TimeoutError(f"{mountpoint} was not mounted within {timeout:g} s")
+        time.sleep(0.05)
 
 
 M_ARENA_MAX = -8
